@@ -1,0 +1,132 @@
+"""Run directories and checkpoints: atomic writes, safe reads.
+
+A run directory holds::
+
+    config.json      the resolved config, the image shape, preset/profile names (written first)
+    checkpoint.pt    weights, optimiser states, step, RNG states, history (rewritten atomically)
+    history.csv      one row per training step
+    metrics.json     written last: its presence marks a finished run
+
+Checkpoints are read with ``torch.load(weights_only=True)``: only tensors and plain containers are
+accepted, so a crafted file cannot execute code on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import CheckpointError, OutputError
+
+FORMAT = "vmivae-checkpoint"
+FORMAT_VERSION = 1
+CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
+RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def _atomic(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, lambda f: f.write(data))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_tensors(path: Path, obj: Any) -> None:
+    """Atomically ``torch.save`` tensors and plain containers (checkpoints, dataset caches)."""
+    _atomic(path, lambda f: torch.save(obj, f))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Atomically save a checkpoint dict (tensors and plain containers only)."""
+    save_tensors(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; every way it can be wrong becomes one :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train a run first (vmivae train --out DIR)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object: foreign or malicious
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f"it asks for {found.group(1)}" if found else "a disallowed object"
+        raise CheckpointError(f"{path} contains objects other than tensors and was not loaded ({what}); only load checkpoints written by vmivae") from None
+    except Exception as exc:  # damaged bytes fail in many ways (EOFError, KeyError, RuntimeError, ...)
+        raise CheckpointError(f"{path} is truncated or not a PyTorch file ({type(exc).__name__}); resume from another copy or retrain") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a vmivae checkpoint; pass a run directory written by vmivae train")
+    if state.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer vmivae (format {state['format_version']}); upgrade vmivae")
+    return state
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing; is {Path(path).parent} a vmivae run directory?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is not valid JSON ({what} is damaged); retrain or restore it") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} does not hold a JSON object ({what} is damaged)")
+    return data
+
+
+def check_run_dir(path: Path) -> Path:
+    """A path that must be an existing run directory (config.json + checkpoint.pt)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"run directory {path} does not exist; pass the --out folder of a vmivae train run")
+    if not (path / CONFIG).is_file() or not (path / CHECKPOINT).is_file():
+        raise CheckpointError(f"{path} is not a vmivae run directory (it needs {CONFIG} and {CHECKPOINT})")
+    return path
+
+
+def prepare_out_dir(path: Path, overwrite: bool) -> Path:
+    """Create ``path`` for a new run; refuse a non-empty folder unless ``overwrite``.
+
+    ``overwrite`` removes only the files a run writes; anything else in the folder is left alone.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"--out {path} is a file, not a folder; choose another path")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise OutputError(f"output folder {path} is not empty; choose a new folder or pass --overwrite")
+        for name in RUN_FILES:
+            (path / name).unlink(missing_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".vmivae-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write to output folder {path} ({exc.strerror or type(exc).__name__}); choose a writable folder") from None
+    return path

@@ -1,0 +1,85 @@
+"""Command-line interface: ``vmivae train | datasets | presets | evaluate | bench``.
+
+Each command is a thin wrapper over the Python API. A :class:`~vmivae.errors.VMIVAEError` (bad
+input) is printed as one line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import VMIVAEError
+
+EXIT_BAD_INPUT = 2
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import make_config
+    from .training import fit
+
+    config = make_config(args.preset, args.profile, args.set)
+    meta = {"preset": args.preset, "profile": args.profile, "overrides": args.set}
+    fit(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet, meta=meta)
+    print(f"run written to {args.out}")
+    return 0
+
+
+def _datasets(args: argparse.Namespace) -> int:
+    from .data import REGISTRY, data_root, is_available
+
+    root = data_root(args.root)
+    print(f"data root: {root}  (set with --root or $VMIVAE_DATA)")
+    width = max(map(len, REGISTRY))
+    for name, info in REGISTRY.items():
+        status = "available" if is_available(name, root) else "missing  "
+        folder = info.where(root)
+        where = f"  [{folder}]" if folder is not None else ""
+        print(f"  {name:<{width}}  {status}  {info.source}{where}")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from .config import describe, list_presets, list_profiles
+
+    for title, folder, names in (("presets", "presets", list_presets()), ("profiles", "profiles", list_profiles())):
+        print(f"{title}:")
+        width = max(map(len, names))
+        for name in names:
+            print(f"  {name:<{width}}  {describe(folder, name)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vmivae", description="VMI-VAE: train, measure and benchmark VAEs with an MI-regularised latent code.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train a model from a preset", description="Train a VMI-VAE (or its baseline) and write a run directory.")
+    train.add_argument("--preset", default="paper-joint", help="model/objective preset (see `vmivae presets`; default: paper-joint)")
+    train.add_argument("--profile", default="quick", help="budget profile: smoke | quick | full (default: quick)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key, e.g. --set lambda_cat=0.05 (repeatable)")
+    train.add_argument("--out", required=True, help="run directory to create")
+    train.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_train)
+
+    datasets = sub.add_parser("datasets", help="list datasets and whether they are available",
+                              description="List every dataset, where it is read from and whether it is available now.")
+    datasets.add_argument("--root", default=None, help="data root (default: $VMIVAE_DATA or ./data)")
+    datasets.set_defaults(func=_datasets)
+
+    presets = sub.add_parser("presets", help="list presets and profiles", description="List the shipped presets and profiles.")
+    presets.set_defaults(func=_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VMIVAEError as exc:
+        print(f"vmivae: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("vmivae: interrupted", file=sys.stderr)
+        return 130

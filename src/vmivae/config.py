@@ -1,0 +1,271 @@
+"""Typed run configuration, presets and profiles.
+
+A run is described by one frozen :class:`Config`. It is assembled in layers, later layers winning::
+
+    Config defaults  <  profile (budget: steps, dataset, cadence)  <  preset (model, objective)  <  overrides
+
+Presets and profiles are YAML files shipped inside the package (``vmivae/presets``,
+``vmivae/profiles``); a preset may ``extends:`` another one. Every key is checked against the
+dataclass: an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError` with one
+sentence that lists the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, fields
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, unknown_name
+from .latents import LatentSpec
+from .objectives import RECON_LOSSES, MIComponents
+
+MI_SOURCES = ("reconstruction", "generation", "both")
+STEP_MODES = ("fused", "alternating")
+AMP_MODES = ("none", "bf16")
+# Keys that change how a run is operated or logged but not what it computes.
+OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything that defines a training run. Defaults are the paper's (Gaussian model, MNIST)."""
+
+    # --- data
+    dataset: str = "mnist-5k"  # dataset name (see `vmivae datasets`), or "custom" for data given to fit()
+    data_root: str | None = None  # where downloadable datasets live; None -> $VMIVAE_DATA or ./data
+    # --- latent space
+    continuous: int = 32  # number of Gaussian latent dims D
+    categorical: int | None = None  # categories K of the one discrete code; None for no code
+    # --- the MI regulariser
+    mi_categorical: bool = False  # the categorical code enters the MI bound
+    mi_dims: tuple[int, ...] = ()  # Gaussian dims that enter the MI bound
+    mi_source: str = "reconstruction"  # images in the bound: reconstruction | generation | both
+    lambda_cat: float = 0.0  # weight of CE_cat in the VAE loss (0 = vanilla VAE, Q still trained)
+    lambda_cont: float = 0.0  # weight of CE_cont in the VAE loss
+    # --- the ELBO
+    recon_loss: str = "mse"  # mse (paper, mean-reduced) | gaussian | bernoulli (summed NLLs)
+    kl_weight: float = 0.005  # weight of the KL terms
+    # --- Gumbel-softmax temperature: tau_t = max(tau0 * exp(-tau_rate * t), tau_min)
+    tau0: float = 1.0  # initial temperature
+    tau_min: float = 0.5  # temperature floor (paper: 0.3 joint model, 0.5 otherwise)
+    tau_rate: float = 1.5e-5  # exponential decay rate per step
+    tau_interval: int = 1000  # the temperature is refreshed every tau_interval steps
+    # --- optimisation (Adam, default betas)
+    steps: int = 150_000  # training iterations
+    batch_size: int = 124  # images per iteration (the effective batch, summed over processes)
+    lr: float = 1e-4  # learning rate of the VAE
+    q_lr: float = 1e-4  # learning rate of Q
+    grad_clip: float | None = None  # clip the global gradient norm of each network to this; None: off
+    step_mode: str = "fused"  # fused (one forward per step) | alternating (the reference schedule)
+    # --- engineering
+    seed: int = 0  # seeds weights, sampling noise and batch order
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    compile: bool = False  # torch.compile the training step's forward passes
+    amp: str = "none"  # none | bf16 (autocast on CUDA only)
+    channels_last: bool = False  # NHWC memory format for the convolutions
+    log_every: int = 50  # host sync, progress bar and history flush every N steps
+    checkpoint_every: int = 1000  # write a checkpoint every N steps (and at the end)
+
+    # ------------------------------------------------------------------ derived views
+    @property
+    def latent(self) -> LatentSpec:
+        return LatentSpec(self.continuous, self.categorical)
+
+    @property
+    def components(self) -> MIComponents:
+        return MIComponents(self.mi_categorical, tuple(self.mi_dims))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["mi_dims"] = list(self.mi_dims)
+        return d
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` applied, checked like any other input."""
+        return from_dict({**self.to_dict(), **changes})
+
+    def hash(self) -> str:
+        """Short digest of every key that changes what a run computes (not device, paths, cadence)."""
+        d = {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_KEYS}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+
+
+# ---------------------------------------------------------------------------- type checking
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check ``value`` against the annotation of ``key`` and convert lists/ints where lossless."""
+    hint = _HINTS[key]
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}' cannot be null; give a {_describe(hint)}")
+    base = next(a for a in args if a is not type(None)) if optional else hint
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    elif typing.get_origin(base) is tuple:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return tuple(value)
+    raise ConfigError(f"config key '{key}' must be {_describe(hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "a list of integers"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    optional = isinstance(hint, types.UnionType)
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    return names.get(base, str(base)) + (" or null" if optional else "")
+
+
+def _check_keys(d: dict[str, Any], where: str) -> None:
+    for key in d:
+        if key not in FIELDS:
+            raise ConfigError(f"{where}: {unknown_name('config key', str(key), list(FIELDS))}")
+
+
+def _validate(c: Config) -> None:
+    """Range and consistency checks; one sentence per problem."""
+    from .data import DATASET_NAMES  # local: config must stay importable without the data stack
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need(c.dataset in DATASET_NAMES or c.dataset == "custom", unknown_name("dataset", c.dataset, list(DATASET_NAMES)))
+    need(c.continuous >= 1, f"continuous must be at least 1 Gaussian dim, got {c.continuous}")
+    need(c.categorical is None or c.categorical >= 2, f"categorical must be null or at least 2 categories, got {c.categorical}")
+    need(not c.mi_categorical or c.categorical, "mi_categorical is true but the model has no categorical code; set categorical")
+    bad = [d for d in c.mi_dims if not 0 <= d < c.continuous]
+    need(not bad, f"mi_dims {bad} are outside the Gaussian dims 0..{c.continuous - 1}")
+    need(len(set(c.mi_dims)) == len(c.mi_dims), f"mi_dims has repeated dims: {list(c.mi_dims)}")
+    need(c.mi_source in MI_SOURCES, unknown_name("mi_source", c.mi_source, MI_SOURCES))
+    need(c.recon_loss in RECON_LOSSES, unknown_name("recon_loss", c.recon_loss, RECON_LOSSES))
+    need(c.step_mode in STEP_MODES, unknown_name("step_mode", c.step_mode, STEP_MODES))
+    need(c.amp in AMP_MODES, unknown_name("amp", c.amp, AMP_MODES))
+    for key in ("lambda_cat", "lambda_cont", "kl_weight", "tau_rate"):
+        need(getattr(c, key) >= 0, f"{key} must be non-negative, got {getattr(c, key)}")
+    need(c.lambda_cat == 0 or c.mi_categorical, "lambda_cat > 0 needs the categorical code in the bound: set mi_categorical: true")
+    need(c.lambda_cont == 0 or c.mi_dims, "lambda_cont > 0 needs Gaussian dims in the bound: set mi_dims, e.g. [0, 1]")
+    need(c.tau0 > 0 and c.tau_min > 0, f"temperatures must be positive, got tau0={c.tau0}, tau_min={c.tau_min}")
+    need(c.tau_min <= c.tau0, f"tau_min ({c.tau_min}) must not exceed tau0 ({c.tau0})")
+    for key in ("steps", "tau_interval", "log_every", "checkpoint_every"):
+        need(getattr(c, key) >= 1, f"{key} must be at least 1, got {getattr(c, key)}")
+    need(c.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {c.batch_size}")
+    need(c.lr > 0 and c.q_lr > 0, f"learning rates must be positive, got lr={c.lr}, q_lr={c.q_lr}")
+    need(c.grad_clip is None or c.grad_clip > 0, f"grad_clip must be null or positive, got {c.grad_clip}")
+    need(c.seed >= 0, f"seed must be non-negative, got {c.seed}")
+    dev = c.device.split(":")[0]
+    need(dev in ("auto", "cpu", "cuda", "mps"), f"unknown device '{c.device}'; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def from_dict(d: dict[str, Any], where: str = "config") -> Config:
+    """Build and validate a Config from a plain dict (e.g. a saved ``config.json``)."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where} must be a mapping of config keys to values, got {type(d).__name__}")
+    _check_keys(d, where)
+    config = Config(**{k: _coerce(k, v) for k, v in d.items()})
+    _validate(config)
+    return config
+
+
+# ---------------------------------------------------------------------------- presets and profiles
+
+
+def _yaml_names(folder: str) -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("vmivae").joinpath(folder).iterdir() if p.name.endswith(".yaml"))
+
+
+def list_presets() -> list[str]:
+    return _yaml_names("presets")
+
+
+def list_profiles() -> list[str]:
+    return _yaml_names("profiles")
+
+
+def _read_yaml(folder: str, name: str, kind: str) -> dict[str, Any]:
+    valid = _yaml_names(folder)
+    if name not in valid:
+        raise ConfigError(unknown_name(kind, name, valid))
+    data = yaml.safe_load(resources.files("vmivae").joinpath(folder, f"{name}.yaml").read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{kind} file '{name}.yaml' must hold a mapping of config keys")
+    return data
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped."""
+    data = _read_yaml("presets", name, "preset")
+    data.pop("description", None)
+    parent = data.pop("extends", None)
+    merged = {**(load_preset(parent) if parent else {}), **data}
+    _check_keys(merged, f"preset '{name}'")
+    return merged
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    data = _read_yaml("profiles", name, "profile")
+    data.pop("description", None)
+    _check_keys(data, f"profile '{name}'")
+    return data
+
+
+def describe(folder: str, name: str) -> str:
+    """The one-line ``description`` of a preset or profile file."""
+    return str(_read_yaml(folder, name, folder[:-1]).get("description", "")).strip()
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``key=value`` (the CLI's ``--set``); the value is read as YAML (``0.01``, ``[0, 1]``, ``null``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"expected key=value, got '{text}'; e.g. --set lambda_cat=0.01")
+    if key not in FIELDS:
+        raise ConfigError(unknown_name("config key", key, list(FIELDS)))
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"cannot read the value of '{key}' in '{text}'; quote strings, write lists as [0, 1]") from None
+    return key, value
+
+
+def make_config(preset: str | None = None, profile: str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Resolve a Config: defaults < profile < preset < overrides (a dict, or ``key=value`` strings)."""
+    layers: dict[str, Any] = {}
+    if profile:
+        layers.update(load_profile(profile))
+    if preset:
+        layers.update(load_preset(preset))
+    if isinstance(overrides, (list, tuple)):
+        overrides = dict(parse_assignment(a) for a in overrides)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"overrides must be a dict or a list of key=value strings, got {type(overrides).__name__}")
+        layers.update(overrides)
+    return from_dict(layers, "overrides")
