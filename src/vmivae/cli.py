@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="list presets and profiles", description="List the shipped presets and profiles.")
     presets.set_defaults(func=_presets)
+
+    from .evaluation import add_command as add_evaluate
+
+    add_evaluate(sub)
     return parser
 
 

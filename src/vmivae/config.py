@@ -29,7 +29,7 @@ from .objectives import RECON_LOSSES, MIComponents
 
 MI_SOURCES = ("reconstruction", "generation", "both")
 STEP_MODES = ("fused", "alternating")
-AMP_MODES = ("none", "bf16")
+AMP_MODES = ("none", "bf16", "auto")
 # Keys that change how a run is operated or logged but not what it computes.
 OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every")
 
@@ -69,7 +69,7 @@ class Config:
     seed: int = 0  # seeds weights, sampling noise and batch order
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     compile: bool = False  # torch.compile the training step's forward passes
-    amp: str = "none"  # none | bf16 (autocast on CUDA only)
+    amp: str = "none"  # none (fp32) | bf16 (autocast) | auto (bf16 where the device computes it natively)
     channels_last: bool = False  # NHWC memory format for the convolutions
     log_every: int = 50  # host sync, progress bar and history flush every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (and at the end)

@@ -108,12 +108,19 @@ def categorical_log_likelihood(c: torch.Tensor, logits: torch.Tensor) -> torch.T
 # ----------------------------------------------------------------------------- prior and schedule
 
 
-def sample_prior(spec: LatentSpec, n: int, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Draw ``n`` latents from the prior: ``z ~ N(0, I)`` ``[n, D]`` and a uniform hard one-hot ``c`` ``[n, K]``."""
-    z = torch.randn(n, spec.continuous, device=device)
+def sample_prior(spec: LatentSpec, n: int, device: torch.device | str = "cpu",
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Draw ``n`` latents from the prior: ``z ~ N(0, I)`` ``[n, D]`` and a uniform hard one-hot ``c`` ``[n, K]``.
+
+    With a (CPU) ``generator`` the draw is reproducible independently of the global RNG.
+    """
+    z = torch.randn(n, spec.continuous, generator=generator).to(device) if generator else torch.randn(n, spec.continuous, device=device)
     c = None
     if spec.categorical:
-        k = torch.randint(spec.categorical, (n,), device=device)
+        if generator:
+            k = torch.randint(spec.categorical, (n,), generator=generator).to(device)
+        else:
+            k = torch.randint(spec.categorical, (n,), device=device)
         c = F.one_hot(k, spec.categorical).float()
     return z, c
 

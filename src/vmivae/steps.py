@@ -18,6 +18,7 @@ Both minimise the same two objectives (see ``vmivae.objectives``)::
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -103,11 +104,18 @@ class Stepper:
     """
 
     def __init__(self, vae: nn.Module, q: nn.Module | None, vae_params: list, q_params: list, objective: Objective,
-                 vae_opt: torch.optim.Optimizer, q_opt: torch.optim.Optimizer | None, mode: str = "fused", grad_clip: float | None = None):
+                 vae_opt: torch.optim.Optimizer, q_opt: torch.optim.Optimizer | None, mode: str = "fused", grad_clip: float | None = None,
+                 amp_dtype: torch.dtype | None = None):
         self.vae, self.q, self.objective = vae, q, objective
         self.vae_params, self.q_params = vae_params, q_params
         self.vae_opt, self.q_opt = vae_opt, q_opt
-        self.mode, self.grad_clip = mode, grad_clip
+        self.mode, self.grad_clip, self.amp_dtype = mode, grad_clip, amp_dtype
+
+    def _autocast(self, x: torch.Tensor):
+        """Mixed precision for the forward passes only (backward runs in the forward's dtypes)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=self.amp_dtype)
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """Update both networks on batch ``x``; returns the detached ``METRICS`` as one tensor."""
@@ -126,13 +134,14 @@ class Stepper:
         optimizer.step()
 
     def _metrics(self, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss) -> torch.Tensor:
-        return torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss]).detach()
+        return torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss]).detach().float()
 
     # ---------------------------------------------------------------- the three steps
     def _vae_only(self, x, tau):
-        out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, self.objective)
-        zero = recon.new_zeros(()).detach()
-        loss = self._vae_loss(recon, kl_cont, kl_cat, zero, zero)
+        with self._autocast(x):
+            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, self.objective)
+            zero = recon.new_zeros(()).detach()
+            loss = self._vae_loss(recon, kl_cont, kl_cat, zero, zero)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
@@ -140,17 +149,16 @@ class Stepper:
 
     def _fused(self, x, tau):
         o = self.objective
-        out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
-        images, c_target, z_target = mi_batch(out, o.source, o.components)
         lam = o.shared_lambda
-        if lam is not None:  # one backward pass serves both networks
-            # The targets (the encoder's samples) carry gradient into the encoder too: scale them alike.
-            images, c_target, z_target = (_scaled(t, lam) for t in (images, c_target, z_target))
+        with self._autocast(x):
+            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
+            images, c_target, z_target = mi_batch(out, o.source, o.components)
+            if lam is not None:  # one backward pass serves both networks
+                # The targets (the encoder's samples) carry gradient into the encoder too: scale them alike.
+                images, c_target, z_target = (_scaled(t, lam) for t in (images, c_target, z_target))
             ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-        else:
-            ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-        q_loss = ce_cat + ce_cont
-        loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
+            q_loss = ce_cat + ce_cont
+            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
         self.vae_opt.zero_grad(set_to_none=True)
         self.q_opt.zero_grad(set_to_none=True)
         if lam is not None:
@@ -165,19 +173,21 @@ class Stepper:
     def _alternating(self, x, tau):
         o = self.objective
         # VAE update (the reference's update_vae): Q's weights get gradients too, which are discarded.
-        out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
-        images, c_target, z_target = mi_batch(out, o.source, o.components)
-        ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-        loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
+        with self._autocast(x):
+            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
+            images, c_target, z_target = mi_batch(out, o.source, o.components)
+            ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
+            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
         # Q update (the reference's update_dis): a second VAE forward, without gradients.
-        with torch.no_grad():
-            out2 = self.vae(x, tau, n_prior=o.n_prior * len(x))
-            images2, c2, z2 = mi_batch(out2, o.source, o.components)
-        q_ce_cat, q_ce_cont = q_forward(self.q, images2, c2, z2)
-        q_loss = q_ce_cat + q_ce_cont
+        with self._autocast(x):
+            with torch.no_grad():
+                out2 = self.vae(x, tau, n_prior=o.n_prior * len(x))
+                images2, c2, z2 = mi_batch(out2, o.source, o.components)
+            q_ce_cat, q_ce_cont = q_forward(self.q, images2, c2, z2)
+            q_loss = q_ce_cat + q_ce_cont
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self._update(self.q_opt, self.q_params)

@@ -8,7 +8,6 @@ updates the progress bar and extends the history.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -46,6 +45,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device '{name}' was requested but MPS is not available here; use device=auto or cpu")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 matrix products natively (CUDA Ampere+, CPUs with AVX512-BF16/AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a config's ``amp`` on ``device`` (None: plain fp32)."""
+    if amp == "bf16" and device.type in ("cpu", "cuda"):
+        return torch.bfloat16
+    if amp == "auto" and native_bf16(device):
+        return torch.bfloat16
+    return None
 
 
 def use_all_cores() -> int:
@@ -110,9 +130,9 @@ class Trainer:
         self.vae_opt = torch.optim.Adam(vae_params, lr=config.lr, fused=True)
         self.q_opt = torch.optim.Adam(q_params, lr=config.q_lr, fused=True) if q_params else None
         vae_run, q_run = self._wrap(self.vae), (self._wrap(self.q) if self.q is not None else None)
+        self.amp_dtype = resolve_amp(config.amp, device)
         self.stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
-                               config.step_mode, config.grad_clip)
-        self.amp = torch.autocast("cuda", dtype=torch.bfloat16) if config.amp == "bf16" and device.type == "cuda" else contextlib.nullcontext()
+                               config.step_mode, config.grad_clip, self.amp_dtype)
         self.step = 0
         self.seconds = 0.0
         self.history: list[np.ndarray] = []  # flushed blocks of [rows, len(HISTORY_COLUMNS)]
@@ -143,8 +163,7 @@ class Trainer:
                 self._tau_value = tau
                 self._tau.fill_(tau)
             x = self.images[self.sampler.next()]
-            with self.amp:
-                buffer[len(taus)] = self.stepper(x, self._tau)
+            buffer[len(taus)] = self.stepper(x, self._tau)
             taus.append(tau)
             self.step += 1
             checkpoint_due = self.step % c.checkpoint_every == 0

@@ -1,0 +1,156 @@
+"""``evaluate``: every measurement of a trained run in one JSON document (and ``vmivae evaluate``).
+
+Measured on the test split with the model in eval mode (posterior means, argmax category), unlike
+the reference code, which scored clustering on the training set with BatchNorm in training mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import metrics
+from .data import ImageData, load
+from .latents import categorical_kl_uniform, gaussian_kl_per_dim
+from .mi import SETTINGS, estimate_mi
+from .training import Run, load_run
+
+
+@torch.no_grad()
+def encode_dataset(run: Run, data: ImageData, chunk: int = 1000) -> dict[str, np.ndarray]:
+    """Evaluation codes and per-image quantities: ``mu [N, D]``, ``cluster [N]`` (or None),
+    ``kl [N, D]``, ``kl_cat [N]``, ``mse [N]`` (deterministic reconstruction)."""
+    vae = run.vae.eval()
+    out: dict[str, list] = {"mu": [], "cluster": [], "kl": [], "kl_cat": [], "mse": []}
+    for start in range(0, len(data), chunk):
+        x = data.images[start : start + chunk].to(run.device)
+        mu, logvar, logits = vae.encode(x)
+        c = None if logits is None else torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float()
+        x_hat = vae.decode(vae.latent.join(mu, c))
+        out["mu"].append(mu)
+        out["kl"].append(gaussian_kl_per_dim(mu, logvar))
+        out["mse"].append((x_hat - x).pow(2).flatten(1).mean(1))
+        if logits is not None:
+            out["cluster"].append(logits.argmax(1))
+            out["kl_cat"].append(categorical_kl_uniform(logits))
+    return {k: (torch.cat(v).cpu().numpy() if v else None) for k, v in out.items()}
+
+
+def evaluate(run: Run | str | os.PathLike, train: ImageData | None = None, test: ImageData | None = None, *,
+             settings: str = "quick", paths: tuple[str, ...] = ("generation",)) -> dict[str, Any]:
+    """Measure a run: MI per component with 95% intervals, clustering, probes, reconstruction, KL, MIG.
+
+    ``train``/``test`` default to the run's dataset splits (a run on custom data must pass them).
+    ``settings`` names the MI estimator budget (smoke | quick | full). ``paths`` chooses the MI paths;
+    the first fills ``mi``, a second one fills ``mi_<path>``.
+    """
+    started = time.perf_counter()
+    if not isinstance(run, Run):
+        run = load_run(run)
+    if train is None or test is None:
+        root = run.config.data_root
+        train = train or load(run.config.dataset, "train", root)
+        test = test or load(run.config.dataset, "test", root)
+    codes_train, codes_test = encode_dataset(run, train), encode_dataset(run, test)
+    result: dict[str, Any] = {"run": str(run.path) if run.path else None, "dataset": run.config.dataset, "n_test": len(test)}
+    for i, path in enumerate(paths):
+        estimate = estimate_mi(run, path=path, data=train, eval_data=test, settings=settings)
+        key = "mi" if i == 0 else f"mi_{path}"
+        result[key] = estimate.to_dict()["components"]
+        if i == 0:
+            result.update(q_steps=estimate.q_steps, n_eval=estimate.n_eval, q_converged=estimate.converged,
+                          mi_seconds=estimate.seconds, estimator={"settings": settings, **estimate.settings,
+                                                                  "ci": "percentile bootstrap over evaluation samples"})
+    result["recon_mse"] = float(codes_test["mse"].mean())
+    result["kl_per_dim"] = codes_test["kl"].mean(0).tolist()
+    result["kl_categorical"] = float(codes_test["kl_cat"].mean()) if codes_test["kl_cat"] is not None else None
+    labels_train = None if train.labels is None else train.labels.numpy()
+    labels_test = None if test.labels is None else test.labels.numpy()
+    clusters = codes_test["cluster"]
+    has_clusters = clusters is not None and labels_test is not None
+    result["cluster_accuracy"] = metrics.cluster_accuracy(clusters, labels_test) if has_clusters else None
+    result["nmi"] = metrics.nmi(clusters, labels_test) if has_clusters else None
+    result["ari"] = metrics.ari(clusters, labels_test) if has_clusters else None
+    result["linear_probe_accuracy"] = (metrics.linear_probe_accuracy(codes_train["mu"], labels_train, codes_test["mu"], labels_test)
+                                       if labels_train is not None and labels_test is not None else None)
+    if test.factors is not None and test.factor_names:
+        features = codes_test["mu"] if clusters is None else np.column_stack([codes_test["mu"], clusters])
+        m = metrics.mig(features, test.factors.numpy())
+        result["mig"] = m["mig"]
+        result["mig_per_factor"] = dict(zip(test.factor_names, m["per_factor"]))
+        names = [f"z{j}" for j in range(run.vae.latent.continuous)] + (["categorical"] if clusters is not None else [])
+        result["factor_mi"] = {"latents": names, "factors": list(test.factor_names), "nats": m["matrix"], "factor_entropy": m["entropy"]}
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    return result
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A readable plain-text summary of an ``evaluate`` result."""
+    lines = [f"MI lower bounds, {next(iter(result['mi'].values()))['path']} path ({result['q_steps']} Q steps, {result['n_eval']} samples):",
+             f"  {'component':<12}{'nats':>8}  {'95% CI':>17}  {'H(c)':>7}  {'fraction':>8}"]
+    for name, c in result["mi"].items():
+        lines.append(f"  {name:<12}{c['nats']:>8.3f}  [{c['ci95'][0]:>7.3f}, {c['ci95'][1]:>7.3f}]  {c['entropy']:>7.3f}  {c['fraction']:>8.1%}")
+
+    def fmt(value: Any) -> str:
+        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+    acc = result["cluster_accuracy"] or {}
+    lines += [
+        f"cluster accuracy (Hungarian) {fmt(acc.get('hungarian'))}   (majority) {fmt(acc.get('majority'))}",
+        f"NMI {fmt(result['nmi'])}   ARI {fmt(result['ari'])}   linear probe accuracy {fmt(result['linear_probe_accuracy'])}",
+        f"reconstruction MSE {fmt(result['recon_mse'])}   KL per Gaussian dim (sum {sum(result['kl_per_dim']):.3f}), "
+        f"active dims (KL > 0.01): {sum(k > 0.01 for k in result['kl_per_dim'])}/{len(result['kl_per_dim'])}",
+    ]
+    if "mig" in result:
+        lines.append(f"MIG {result['mig']:.4f}   per factor: " + ", ".join(f"{k} {v:.3f}" for k, v in result["mig_per_factor"].items()))
+    lines.append(f"took {result['seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="measure a trained run (MI per component, clustering, probes, MIG)",
+                       description="Train a fresh Q on a frozen run to lower-bound the MI of every latent component, and compute "
+                                   "representation metrics on the test split. Writes JSON and prints a table.")
+    p.add_argument("run_dir", help="run directory written by vmivae train")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--profile", default="quick", choices=sorted(SETTINGS), help="MI estimator budget: smoke | quick | full (default: quick)")
+    p.add_argument("--path", default="generation", choices=["generation", "reconstruction", "both"], help="MI path (default: generation)")
+    p.set_defaults(func=_evaluate_command)
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from .checkpoint import check_run_dir, write_json
+    from .errors import OutputError
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise OutputError(f"{out} exists already; choose another --out or pass --overwrite")
+    if not out.parent.is_dir():
+        raise OutputError(f"folder {out.parent} for --out does not exist; create it first")
+    check_run_dir(Path(args.run_dir))
+    paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
+    result = evaluate(args.run_dir, settings=args.profile, paths=paths)
+    try:
+        write_json(out, result)
+    except OSError as exc:
+        raise OutputError(f"cannot write {out} ({exc.strerror or type(exc).__name__}); choose a writable location") from None
+    print(format_table(result))
+    print(f"written to {out}", file=sys.stderr)
+    return 0
+
+
+def load_result(path: str | os.PathLike) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
