@@ -55,7 +55,7 @@ class EstimatorSettings:
 
 SETTINGS = {
     "smoke": EstimatorSettings(max_steps=30, min_steps=10, batch_size=64, eval_every=10, n_val=256, n_eval=512, n_boot=200),
-    "quick": EstimatorSettings(max_steps=600, min_steps=200, eval_every=100, n_val=1000, n_eval=5000),
+    "quick": EstimatorSettings(max_steps=500, min_steps=150, batch_size=64, eval_every=50, n_val=1000, n_eval=3000),
     "full": EstimatorSettings(max_steps=5000, min_steps=500, batch_size=256, eval_every=250, n_val=5000, n_eval=20000),
 }
 

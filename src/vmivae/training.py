@@ -256,7 +256,7 @@ def _meta(config: Config, data: ImageData, extra: dict[str, Any] | None) -> dict
 
 
 def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, *, overwrite: bool = False,
-        progress: bool = True, meta: dict[str, Any] | None = None) -> Run:
+        progress: bool = True, meta: dict[str, Any] | None = None, threads: int | None = None) -> Run:
     """Train a VMI-VAE (or, with lambdas 0, the vanilla baseline with Q tracking MI).
 
     Args:
@@ -268,6 +268,7 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         overwrite: allow ``out`` to be a non-empty folder (its run files are replaced).
         progress: show a progress bar and a start line on stderr.
         meta: extra fields to record in config.json (e.g. the preset and profile names).
+        threads: CPU threads to use; default: every core this process may run on.
     """
     if not isinstance(config, Config):
         raise ConfigError(f"fit() needs a vmivae.Config, got {type(config).__name__}; build one with vmivae.make_config(...)")
@@ -277,7 +278,9 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         data = as_image_data(data)
         config = config.replace(dataset="custom") if data.name == "custom" else config
     device = resolve_device(config.device)
-    threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    threads = (threads or use_all_cores()) if device.type == "cpu" else torch.get_num_threads()
     out_dir = ckpt.prepare_out_dir(Path(out), overwrite) if out is not None else None
     info = _meta(config, data, meta)
     trainer = Trainer(config, data, device)

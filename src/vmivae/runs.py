@@ -1,0 +1,133 @@
+"""Shared, cached runs and evaluations for notebooks: train once, reuse while the config matches.
+
+A run lives in ``<runs_dir>/<name>-<config hash>``. ``ensure_runs`` loads a finished run whose stored
+config hash equals the requested one and trains everything else (in parallel worker processes when
+asked), so a later notebook reuses an earlier notebook's training exactly when the config is the same.
+A directory whose config no longer matches is never reused: its name carries the hash, so a changed
+config simply gets a new directory. Evaluations are cached next to the run, keyed by their settings.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import Config, make_config
+from .errors import CheckpointError
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to have: a preset, a profile and overrides (e.g. the seed)."""
+
+    preset: str
+    profile: str = "quick"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None  # directory prefix; default: preset[-s<seed>]
+
+    @property
+    def config(self) -> Config:
+        return make_config(self.preset, self.profile, self.overrides)
+
+    def directory(self, runs_dir: str | os.PathLike) -> Path:
+        prefix = self.name or self.preset + (f"-s{self.overrides['seed']}" if "seed" in self.overrides else "")
+        return Path(runs_dir) / f"{prefix}-{self.profile}-{self.config.hash()}"
+
+
+def _finished(path: Path, config: Config) -> bool:
+    """A finished run (metrics.json) whose stored config hash is the requested one."""
+    if not (path / ckpt.METRICS).is_file() or not (path / ckpt.CONFIG).is_file():
+        return False
+    try:
+        stored = json.loads((path / ckpt.CONFIG).read_text()).get("config_hash")
+    except (OSError, json.JSONDecodeError):
+        return False
+    return stored == config.hash()
+
+
+def _train_one(spec: RunSpec, runs_dir: str, device: str, threads: int) -> str:
+    """Worker: train one run (a fresh process when run in parallel)."""
+    from .training import fit
+
+    if threads:
+        torch.set_num_threads(threads)
+    config = spec.config.replace(device=device)
+    path = spec.directory(runs_dir)
+    fit(config, out=path, overwrite=True, progress=False, meta={"preset": spec.preset, "profile": spec.profile, "overrides": spec.overrides},
+        threads=threads or None)
+    return str(path)
+
+
+def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1) -> list:
+    """Load every requested run, training the ones that are missing or stale; returns Runs in order.
+
+    ``workers > 1`` trains independent runs in that many processes, each with ``cores // workers``
+    threads: on a small CPU two single-threaded runs get more done than one run on two threads.
+    """
+    from .training import load_run, use_all_cores
+
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if not _finished(s.directory(runs_dir), s.config)]
+    if todo:
+        print(f"vmivae: training {len(todo)} run(s), reusing {len(specs) - len(todo)}", file=sys.stderr, flush=True)
+    if len(todo) > 1 and workers > 1:
+        threads = max(1, use_all_cores() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_train_one, todo, [str(runs_dir)] * len(todo), [device] * len(todo), [threads] * len(todo)))
+    else:
+        for spec in todo:
+            _train_one(spec, str(runs_dir), device, 0)
+    return [load_run(s.directory(runs_dir), device=device) for s in specs]
+
+
+def ensure_run(preset: str, profile: str = "quick", runs_dir: str | os.PathLike = "runs", device: str = "auto", **overrides: Any):
+    """One cached run (see :func:`ensure_runs`)."""
+    return ensure_runs([RunSpec(preset, profile, overrides)], runs_dir, device)[0]
+
+
+# ---------------------------------------------------------------------------- evaluations
+
+
+def _evaluate_one(run_dir: str, settings: str, paths: tuple[str, ...], threads: int) -> str:
+    from .evaluation import evaluate
+
+    if threads:
+        torch.set_num_threads(threads)
+    result = evaluate(run_dir, settings=settings, paths=paths)
+    out = Path(run_dir) / _eval_name(settings, paths)
+    ckpt.write_json(out, result)
+    return str(out)
+
+
+def _eval_name(settings: str, paths: tuple[str, ...]) -> str:
+    return f"eval-{settings}-{'-'.join(paths)}.json"
+
+
+def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ...] = ("generation",), workers: int = 1) -> list[dict[str, Any]]:
+    """``evaluate`` every run once; results are cached as JSON inside each run directory."""
+    from .training import use_all_cores
+
+    for run in runs:
+        if run.path is None:
+            raise CheckpointError("ensure_evaluations needs runs that live in a run directory (trained with out=...)")
+    todo = [str(r.path) for r in runs if not (r.path / _eval_name(settings, paths)).is_file()]
+    if todo:
+        print(f"vmivae: evaluating {len(todo)} run(s)", file=sys.stderr, flush=True)
+    if len(todo) > 1 and workers > 1:
+        threads = max(1, use_all_cores() // workers)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_evaluate_one, todo, [settings] * len(todo), [paths] * len(todo), [threads] * len(todo)))
+    else:
+        for path in todo:
+            _evaluate_one(path, settings, paths, 0)
+    return [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
