@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Regenerate everything: sets up .venv on first use, then trains the quick paper-joint run.
+# Regenerate every figure and the book: sets up .venv on first use, executes every notebook with
+# papermill and builds the Jupyter Book. Options (all optional):
+#   --profile smoke|quick|full   training budget (default quick: under 20 minutes on a 2-core CPU)
+#   --only NN                    only notebook NN (repeatable); the book is rebuilt from what exists
+#   --device auto|cpu|cuda       where to train (default auto)
+# Outputs: build/executed/*.ipynb, figures/*.png, runs/ (cached trainings), build/book/_build/html.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/bootstrap.sh
 export VMIVAE_DATA="${VMIVAE_DATA:-$PWD/data}"
-exec .venv/bin/vmivae train --preset paper-joint --profile quick --out runs/paper-joint-quick --overwrite
+exec .venv/bin/python scripts/run_all.py "$@"

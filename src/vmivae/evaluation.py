@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import metrics
@@ -154,3 +155,63 @@ def _evaluate_command(args: argparse.Namespace) -> int:
 
 def load_result(path: str | os.PathLike) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+# ---------------------------------------------------------------------------- tables across runs
+
+HEADLINE = {  # column name -> how to read it from an evaluate() result
+    "MI categorical (nats)": lambda r: r["mi"].get("categorical", {}).get("nats"),
+    "MI z0 (nats)": lambda r: r["mi"]["z0"]["nats"],
+    "MI z1 (nats)": lambda r: r["mi"]["z1"]["nats"],
+    "accuracy (Hungarian)": lambda r: (r["cluster_accuracy"] or {}).get("hungarian"),
+    "accuracy (majority)": lambda r: (r["cluster_accuracy"] or {}).get("majority"),
+    "NMI": lambda r: r["nmi"],
+    "ARI": lambda r: r["ari"],
+    "linear probe": lambda r: r["linear_probe_accuracy"],
+    "recon MSE": lambda r: r["recon_mse"],
+    "active dims": lambda r: sum(k > 0.01 for k in r["kl_per_dim"]),
+}
+
+
+def headline(result: dict[str, Any]) -> dict[str, float | None]:
+    """The numbers of one evaluation that the results tables report."""
+    return {name: read(result) for name, read in HEADLINE.items()}
+
+
+def summarize(groups: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """Mean and sample standard deviation over the runs (seeds) of each model: one row per model,
+    a (metric, mean|std) column pair per headline number; metrics a model lacks are NaN."""
+    rows = {}
+    for model, results in groups.items():
+        frame = pd.DataFrame([headline(r) for r in results], dtype=float)
+        rows[model] = pd.concat({"mean": frame.mean(), "std": frame.std(ddof=1), "n": frame.count()}, axis=1).stack()
+    return pd.DataFrame(rows).T
+
+
+def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """``mean ± std (n)`` strings for display; blank where a model has no such metric."""
+    metrics_ = list(dict.fromkeys(summary.columns.get_level_values(0)))
+    out = pd.DataFrame(index=summary.index, columns=metrics_, dtype=object)
+    for model in summary.index:
+        for metric in metrics_:
+            mean, std = summary.loc[model, (metric, "mean")], summary.loc[model, (metric, "std")]
+            out.loc[model, metric] = "" if pd.isna(mean) else (f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}")
+    return out
+
+
+# Unsupervised accuracy of a 10-way code on full MNIST, as published (for comparison tables).
+PUBLISHED_MNIST_ACCURACY = [
+    {"method": "JointVAE (Dupont 2018)", "accuracy": "88.7%", "data and budget": "full MNIST, as published"},
+    {"method": "InfoGAN (Chen et al. 2016)", "accuracy": "~95% (5% error)", "data and budget": "full MNIST, as published"},
+]
+
+
+def compare_with_published(summary: pd.DataFrame, models: dict[str, str], budget: str) -> pd.DataFrame:
+    """Published accuracies next to ours: ``models`` maps a row label to a model (row) of ``summary``."""
+    rows = list(PUBLISHED_MNIST_ACCURACY)
+    column = "accuracy (Hungarian)"
+    for label, model in models.items():
+        mean, std = summary.loc[model, (column, "mean")], summary.loc[model, (column, "std")]
+        spread = "" if pd.isna(std) else f" ± {100 * std:.1f}"
+        rows.append({"method": label, "accuracy": f"{100 * mean:.1f}%{spread}", "data and budget": budget})
+    return pd.DataFrame(rows).set_index("method")

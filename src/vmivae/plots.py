@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,6 +21,15 @@ from .latents import LatentSpec, sample_prior, temperature_at
 from .models import VAE
 
 PALETTE = {"VMI": "#c44e52", "baseline": "#4c72b0"}
+
+
+def save(fig: Figure, folder: str | Path, name: str, dpi: int = 110) -> Figure:
+    """Write ``<folder>/<name>.png`` and close the pyplot handle; returns ``fig`` for inline display."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return fig
 
 
 def _styled(fn: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -300,5 +310,26 @@ def estimate_vs_truth(frame: pd.DataFrame, title: str = "estimator on channels w
     ax.set_ylabel("nats")
     ax.legend()
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+@_styled
+def gumbel_softmax_samples(probs: Sequence[float] = (0.1, 0.2, 0.3, 0.4), taus: Sequence[float] = (0.1, 0.5, 1.0, 5.0), n: int = 3,
+                           seed: int = 0) -> Figure:
+    """Relaxed one-hot draws at several temperatures: near one-hot when cold, near uniform when hot."""
+    from .latents import gumbel_softmax_sample
+
+    logits = torch.log(torch.tensor(probs)).repeat(n, 1)
+    fig, axes = plt.subplots(1, len(taus), figsize=(2.6 * len(taus), 2.6), sharey=True)
+    for ax, tau in zip(np.atleast_1d(axes), taus):
+        torch.manual_seed(seed)
+        y = gumbel_softmax_sample(logits, tau).numpy()
+        for i in range(n):
+            ax.bar(np.arange(len(probs)) + (i - (n - 1) / 2) * 0.25, y[i], 0.25)
+        ax.set_title(f"tau = {tau:g}")
+        ax.set_xticks(range(len(probs)))
+    np.atleast_1d(axes)[0].set_ylabel("sample value")
+    fig.suptitle(f"{n} Gumbel-softmax samples for probabilities {list(probs)}")
     fig.tight_layout()
     return fig

@@ -39,8 +39,13 @@ class RunSpec:
         return make_config(self.preset, self.profile, self.overrides)
 
     def directory(self, runs_dir: str | os.PathLike) -> Path:
+        """Where this run lives: a finished run with the same config hash under any name, else a new folder."""
+        config_hash = self.config.hash()
+        for existing in sorted(Path(runs_dir).glob(f"*-{config_hash}")):
+            if _finished(existing, self.config):
+                return existing
         prefix = self.name or self.preset + (f"-s{self.overrides['seed']}" if "seed" in self.overrides else "")
-        return Path(runs_dir) / f"{prefix}-{self.profile}-{self.config.hash()}"
+        return Path(runs_dir) / f"{prefix}-{self.profile}-{config_hash}"
 
 
 def _finished(path: Path, config: Config) -> bool:
@@ -77,7 +82,7 @@ def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", devi
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    todo = [s for s in specs if not _finished(s.directory(runs_dir), s.config)]
+    todo = list({s.config.hash(): s for s in specs if not _finished(s.directory(runs_dir), s.config)}.values())  # each config once
     if todo:
         print(f"vmivae: training {len(todo)} run(s), reusing {len(specs) - len(todo)}", file=sys.stderr, flush=True)
     if len(todo) > 1 and workers > 1:

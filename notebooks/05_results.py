@@ -1,0 +1,147 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     notebook_metadata_filter: kernelspec,jupytext
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (vmivae)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Results: the reproduction
+#
+# **Overview.** Both presets against their vanilla twins over three seeds (mean ± standard deviation), a
+# sweep of the categorical weight $\lambda$ (the MI/reconstruction trade-off), the `shapes` dataset whose
+# generative factors are known (which latent aligns with which factor, MIG), a comparison with published
+# numbers, and the list of places where we deviate from the reference code.
+
+# %% tags=["parameters"]
+profile = "quick"  # smoke | quick | full
+device = "auto"
+seeds = [0, 1, 2]
+lambdas = [0.0, 0.001, 0.01, 0.1]  # lambda_cat values of the sweep (joint model, seed 0)
+workers = 2
+runs_dir = "../runs"
+figures_dir = "../figures"
+
+# %%
+import pandas as pd
+from IPython.display import display
+
+from vmivae import plots
+from vmivae.evaluation import compare_with_published, format_summary, summarize
+from vmivae.runs import RunSpec, ensure_evaluations, ensure_runs
+
+estimator = profile
+
+
+def show(fig, name):  # save as figures/05_<name>.png and display once
+    display(plots.save(fig, figures_dir, f"05_{name}"))
+
+
+# %% [markdown]
+# ## What was run
+#
+# Every run below trains on the profile's dataset and budget; every number is measured on the test split
+# with the model in evaluation mode, the MI with a fresh $Q$ on the generation path (notebook 4).
+
+# %%
+presets = ["paper-joint", "paper-joint-baseline", "paper-gaussian", "paper-gaussian-baseline"]
+specs = [RunSpec(p, profile, {"seed": s}) for p in presets for s in seeds]
+sweep = [RunSpec("paper-joint", profile, {"seed": seeds[0], "lambda_cat": lam}, name=f"sweep-lambda{lam:g}")
+         for lam in lambdas]
+shapes = [RunSpec(p, profile, {"seed": seeds[0]}) for p in ("shapes-joint", "shapes-joint-baseline")]
+all_runs = ensure_runs(specs + sweep + shapes, runs_dir, device, workers)
+all_results = ensure_evaluations(all_runs, estimator, workers=workers)
+config = all_runs[0].config
+print(f"profile {profile}: {config.steps} steps of batch {config.batch_size} on {config.dataset}; "
+      f"{len(all_runs)} runs, seeds {seeds}; MI estimator budget '{estimator}'")
+
+# %% [markdown]
+# ## Main table
+#
+# Mean ± sample standard deviation over the seeds. "MI" is the lower bound in nats from a fresh $Q$;
+# accuracies, NMI and ARI score the categorical code as a clustering of the test digits; "linear probe"
+# is the test accuracy of a logistic regression on the Gaussian means.
+
+# %%
+groups = {p: [r for s, r in zip(specs, all_results) if s.preset == p] for p in presets}
+summary = summarize(groups)
+format_summary(summary).T  # one column per model, one row per metric
+
+# %%
+joint_vmi, joint_base = all_results[0], all_results[len(seeds)]
+show(plots.mi_profile({"VMI": joint_vmi, "baseline": joint_base}, components=["categorical", "z0", "z1", "z2", "z3"],
+                      title=f"joint model, seed {seeds[0]}: MI per component (95% CI)"), "mi_profile_joint")
+
+# %% [markdown]
+# ## The MI / reconstruction trade-off
+#
+# The joint model with the categorical weight $\lambda_{\text{cat}}$ swept (seed fixed). Larger $\lambda$
+# buys more information in the code at some cost in reconstruction.
+
+# %%
+sweep_results = all_results[len(specs) : len(specs) + len(sweep)]
+trade = pd.DataFrame([{"lambda_cat": lam, "mi_categorical": r["mi"]["categorical"]["nats"],
+                       "recon_mse": r["recon_mse"], "accuracy": r["cluster_accuracy"]["hungarian"]}
+                      for lam, r in zip(lambdas, sweep_results)])
+show(plots.tradeoff(trade, title="joint model: categorical MI vs test MSE as lambda_cat grows"), "tradeoff")
+trade.round(4)
+
+# %% [markdown]
+# ## Shapes: latents against known factors
+#
+# On the procedural `shapes` sprites (3 shapes x 4 scales x 8 rotations x 8 x 8 positions, 32x32 pixels)
+# the generative factors are known. The heat maps give the MI (nats) between each latent (Gaussian means
+# discretised into 20 bins, and the argmax category) and each factor; the mutual information gap (MIG,
+# Chen et al. 2018) is the gap between the two most informative latents per factor, normalised by the
+# factor's entropy and averaged.
+
+# %%
+shape_results = dict(zip(["VMI", "baseline"], all_results[len(specs) + len(sweep) :]))
+for name, r in shape_results.items():
+    title = f"shapes, {name}: MI(latent; factor), nats"
+    show(plots.factor_mi_heatmap(r["factor_mi"], title=title), f"shapes_factor_mi_{name.lower()}")
+pd.DataFrame({name: {"MIG": r["mig"], **{f"MIG {k}": v for k, v in r["mig_per_factor"].items()},
+                     "MI(code; x~)": r["mi"]["categorical"]["nats"],
+                     "shape accuracy (Hungarian)": r["cluster_accuracy"]["hungarian"]}
+              for name, r in shape_results.items()}).round(3)
+
+# %% [markdown]
+# ## Against published numbers
+#
+# Unsupervised classification accuracy of a 10-way code on MNIST. The published numbers come from full
+# MNIST (60,000 training digits) and long training; ours come from the profile above, so the comparison
+# shows the gap a budget makes, not a ranking of methods.
+
+# %%
+budget = f"{config.dataset}, {config.steps} steps of {config.batch_size}, test split, {len(seeds)} seeds"
+compare_with_published(summary, {"VMI-VAE joint, this book": "paper-joint", "vanilla joint VAE, this book": "paper-joint-baseline"}, budget)
+
+# %% [markdown]
+# ## Deviations from the reference code
+#
+# | what | reference code (aserdega/VMI-VAE) | here | why |
+# |---|---|---|---|
+# | temperature schedule | returns $\tau_0 = 1$ on almost every step | $\max(\tau_0 e^{-rt}, \tau_{\min})$, refreshed every interval | the schedule the paper describes |
+# | VAE/Q update | alternating: VAE step, then a second VAE forward for the Q step | fused: one forward, exact same gradients (tested); the alternating step is `step_mode: alternating` | fewer FLOPs per step |
+# | decoding prior codes | separate decoder call | one decoder call on reconstructions and prior codes together (BatchNorm sees both) | one pass |
+# | clustering accuracy | training set, BatchNorm in training mode, majority vote | test split, evaluation mode, Hungarian and majority vote | an honest held-out number |
+# | MI reported | "2 - CE" from the training-time Q | $H(c) - \mathrm{CE}$ in nats from a fresh Q, with 95% intervals | a true lower bound |
+# | quick profile | 150k steps, lr $10^{-4}$, fp32 | 600 steps, lr $10^{-3}$, bf16 autocast where native, compressed temperature schedule | minutes on a CPU; `full` restores the paper's budget |
+# | data | full MNIST / Fashion-MNIST | the 5,000 embedded MNIST digits by default | works offline |
+#
+# ## Summary
+#
+# The table above is the reproduction at this profile's budget. What it shows, and what it does not,
+# is what the numbers say: read the MI column for the effect of the regulariser, the accuracy columns for
+# how well the code lines up with the classes, and the published rows for the distance to long training on
+# full MNIST. `./run_all.sh --profile full` reruns everything at the paper's budget on a GPU.

@@ -1,0 +1,144 @@
+"""Execute every notebook with papermill, collect the figures, build the book. Called by ./run_all.sh.
+
+    python scripts/run_all.py [--profile smoke|quick|full] [--only NN ...] [--device auto|cpu|cuda] [--build-dir build]
+
+The notebooks' ``.py`` files (jupytext percent format) are the source: each is converted to a fresh
+notebook under ``<build>/input``, executed into ``<build>/executed`` with its parameters injected (the
+paired notebooks in ``notebooks/`` are never written), and the executed notebooks are copied with the
+book sources into ``<build>/book`` and built there with Jupyter Book (warnings are errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+PROFILES = ("smoke", "quick", "full")
+
+
+def notebooks(only: list[str]) -> list[Path]:
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+    if only:
+        wanted = {o.zfill(2) for o in only}
+        unknown = wanted - {p.name[:2] for p in found}
+        if unknown:
+            sys.exit(f"run_all: no notebook numbered {', '.join(sorted(unknown))}; have {', '.join(p.name[:2] for p in found)}")
+        found = [p for p in found if p.name[:2] in wanted]
+    return found
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Collapse papermill's injected-parameters cell in the book (Jupyter Book's hide-cell tag)."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "hide-cell" not in tags:
+            cell["metadata"]["tags"] = tags + ["hide-cell"]
+    nbformat.write(nb, path)
+
+
+def execute(source: Path, build: Path, parameters: dict) -> float:
+    """Run one notebook; on failure say which cell failed and keep the partial output."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    name = source.stem
+    (build / "input").mkdir(parents=True, exist_ok=True)
+    (build / "executed").mkdir(parents=True, exist_ok=True)
+    notebook = build / "input" / f"{name}.ipynb"
+    jupytext.write(jupytext.read(source), notebook)
+    output = build / "executed" / f"{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOKS),
+                                   progress_bar=False, log_output=False)
+    except PapermillExecutionError as exc:
+        print(f"run_all: notebook {source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue}",
+              file=sys.stderr)
+        print(f"run_all: the partially executed notebook is {output}", file=sys.stderr)
+        sys.exit(1)
+    hide_injected_parameters(output)
+    return time.perf_counter() - start
+
+
+def write_generated(book: Path, timings: dict[str, float], profile: str, bench_md: Path | None) -> None:
+    import platform
+
+    import torch
+
+    generated = book / "generated"
+    generated.mkdir(parents=True, exist_ok=True)
+    cpu = platform.processor() or platform.machine()
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({os.cpu_count()} cores, {cpu})"
+    lines = [f"Profile `{profile}`, built {time.strftime('%Y-%m-%d %H:%M')} on {device}, torch {torch.__version__}.", "",
+             "| notebook | wall time |", "|---|---|"]
+    lines += [f"| {name} | {seconds / 60:.1f} min ({seconds:.0f} s) |" for name, seconds in timings.items()]
+    lines.append(f"| **all notebooks** | **{sum(timings.values()) / 60:.1f} min** |")
+    (generated / "timings.md").write_text("\n".join(lines) + "\n")
+    bench = bench_md.read_text() if bench_md and bench_md.is_file() else "No benchmark was run in this build (`vmivae bench` produces one).\n"
+    (generated / "bench.md").write_text(bench)
+
+
+def build_book(build: Path, timings: dict[str, float], profile: str, bench_md: Path | None) -> Path:
+    book = build / "book"
+    if book.exists():
+        shutil.rmtree(book)
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "executed", "generated"))
+    shutil.copytree(build / "executed", book / "executed")
+    write_generated(book, timings, profile, bench_md)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going", "-q"], capture_output=True, text=True)
+    if result.returncode != 0:
+        print(result.stdout[-4000:], result.stderr[-4000:], sep="\n", file=sys.stderr)
+        sys.exit("run_all: the book did not build cleanly (warnings are errors); see the messages above")
+    return book / "_build" / "html"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Execute every notebook and build the book.")
+    parser.add_argument("--profile", default="quick", choices=PROFILES)
+    parser.add_argument("--only", action="append", default=[], metavar="NN", help="only this notebook (repeatable), e.g. --only 03")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="parallel training/evaluation processes (default 2)")
+    parser.add_argument("--build-dir", default=str(ROOT / "build"))
+    parser.add_argument("--runs-dir", default=str(ROOT / "runs"))
+    parser.add_argument("--figures-dir", default=str(ROOT / "figures"))
+    parser.add_argument("--bench", default=None, help="markdown benchmark table to show on the reproducing page")
+    parser.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    args = parser.parse_args(argv)
+    build = Path(args.build_dir).resolve()
+    selected = notebooks(args.only)
+    timings_file = build / "timings.json"
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() and args.only else {}
+    parameters = {"profile": args.profile, "device": args.device, "workers": args.workers,
+                  "runs_dir": str(Path(args.runs_dir).resolve()), "figures_dir": str(Path(args.figures_dir).resolve())}
+    started = time.perf_counter()
+    for i, source in enumerate(selected, 1):
+        print(f"run_all: [{i}/{len(selected)}] {source.stem} (profile {args.profile}) ...", file=sys.stderr, flush=True)
+        timings[source.stem] = round(execute(source, build, parameters), 1)
+        print(f"run_all: [{i}/{len(selected)}] {source.stem} done in {timings[source.stem]:.0f} s "
+              f"({(time.perf_counter() - started) / 60:.1f} min so far)", file=sys.stderr, flush=True)
+        timings_file.write_text(json.dumps(timings, indent=2))
+    if not args.no_book:
+        missing = [p.stem for p in notebooks([]) if not (build / "executed" / f"{p.stem}.ipynb").is_file()]
+        if missing:
+            sys.exit(f"run_all: cannot build the book: {', '.join(missing)} not executed yet; run without --only first")
+        html = build_book(build, dict(sorted(timings.items())), args.profile, Path(args.bench) if args.bench else None)
+        print(f"run_all: book built: {html / 'index.html'}", file=sys.stderr)
+    print(f"run_all: finished in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

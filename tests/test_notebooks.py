@@ -1,0 +1,84 @@
+"""The notebooks: paired with their .py files, thin, executed end to end under the smoke profile."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+EXPECTED_FIGURES = {
+    "01": ["data", "training_curves", "reconstructions", "samples", "traversal_z0", "traversal_z1", "kl_per_dim"],
+    "02": ["training_mi_curves", "traversal_vmi_z0", "traversal_baseline_z1", "grid_vmi", "grid_baseline", "mi_profile"],
+    "03": ["gumbel_softmax", "temperature_schedule", "training_curves", "categories_vmi", "categories_baseline", "training_mi_curves",
+           "confusion_vmi", "confusion_baseline"],
+    "04": ["validation", "profile_joint", "profile_gaussian"],
+    "05": ["mi_profile_joint", "tradeoff", "shapes_factor_mi_vmi", "shapes_factor_mi_baseline"],
+}
+
+
+def test_there_are_five_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_paired_notebook_is_in_sync(source):
+    paired = jupytext.read(source.with_suffix(".ipynb"))
+    text = jupytext.read(source)
+    assert [c.source for c in paired.cells] == [c.source for c in text.cells], f"run: jupytext --sync {source}"
+    assert paired.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_thin(source):
+    """Prose, one parameters cell of literals, calls into vmivae: no classes, no long functions."""
+    nb = jupytext.read(source)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1
+    for node in ast.parse(parameters[0].source).body:
+        assert isinstance(node, ast.Assign) and isinstance(node.value, (ast.Constant, ast.List)), ast.dump(node)
+    tree = ast.parse("\n".join(c.source for c in code))
+    assert not [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+        assert fn.end_lineno - fn.lineno <= 3, f"function {fn.name} belongs in the package"
+    assert "import vmivae" in nb.cells[2].source or "from vmivae" in nb.cells[2].source
+    assert nb.cells[0].cell_type == "markdown" and "**Overview.**" in nb.cells[0].source
+    assert nb.cells[-1].cell_type == "markdown" and "## Summary" in nb.cells[-1].source
+
+
+def test_every_notebook_executes_under_smoke(smoke_build):
+    executed = sorted((smoke_build["build"] / "executed").glob("*.ipynb"))
+    assert [p.stem for p in executed] == [p.stem for p in NOTEBOOKS]
+    for path in executed:
+        nb = json.loads(path.read_text())
+        errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors, path.name
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and "hide-cell" in injected[0]["metadata"]["tags"]
+        assert 'profile = "smoke"' in "".join(injected[0]["source"])
+    timings = json.loads((smoke_build["build"] / "timings.json").read_text())
+    assert sum(timings.values()) < 300, timings  # the smoke profile stays a few minutes
+
+
+def test_figures_are_written_with_stable_names(smoke_build):
+    written = {p.stem for p in smoke_build["figures"].glob("*.png")}
+    for prefix, names in EXPECTED_FIGURES.items():
+        for name in names:
+            assert f"{prefix}_{name}" in written
+
+
+def test_paired_notebooks_were_not_touched(smoke_build):
+    for source in NOTEBOOKS:
+        nb = json.loads(source.with_suffix(".ipynb").read_text())
+        assert not any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), source.name
+
+
+def test_run_all_names_a_failing_notebook(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "09", "--build-dir", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "no notebook numbered 09" in result.stderr
