@@ -37,7 +37,7 @@ from IPython.display import display
 
 import vmivae
 from vmivae import plots
-from vmivae.runs import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
 
 estimator = profile  # the MI estimator's budget follows the profile (smoke | quick | full)
 

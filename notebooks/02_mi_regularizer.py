@@ -37,7 +37,7 @@ from IPython.display import display
 
 from vmivae import plots
 from vmivae.latents import STANDARD_NORMAL_ENTROPY
-from vmivae.runs import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
 
 estimator = profile
 

@@ -40,7 +40,7 @@ from IPython.display import display
 import vmivae
 from vmivae import plots
 from vmivae.evaluation import encode_dataset
-from vmivae.runs import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
 
 estimator = profile
 

@@ -38,7 +38,7 @@ from IPython.display import display
 
 from vmivae import plots
 from vmivae.evaluation import compare_with_published, format_summary, summarize
-from vmivae.runs import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
 
 estimator = profile
 

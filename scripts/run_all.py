@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PROFILES = ("smoke", "quick", "full")
@@ -116,13 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures-dir", default=str(ROOT / "figures"))
     parser.add_argument("--bench", default=None, help="markdown benchmark table to show on the reproducing page")
     parser.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a notebook parameter (value read as YAML), e.g. --param 'seeds=[0, 1]'")
     args = parser.parse_args(argv)
+    extra = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--param expects KEY=VALUE, got '{item}'")
+        extra[key] = yaml.safe_load(value)
     build = Path(args.build_dir).resolve()
     selected = notebooks(args.only)
     timings_file = build / "timings.json"
     timings = json.loads(timings_file.read_text()) if timings_file.is_file() and args.only else {}
     parameters = {"profile": args.profile, "device": args.device, "workers": args.workers,
-                  "runs_dir": str(Path(args.runs_dir).resolve()), "figures_dir": str(Path(args.figures_dir).resolve())}
+                  "runs_dir": str(Path(args.runs_dir).resolve()), "figures_dir": str(Path(args.figures_dir).resolve()), **extra}
     started = time.perf_counter()
     for i, source in enumerate(selected, 1):
         print(f"run_all: [{i}/{len(selected)}] {source.stem} (profile {args.profile}) ...", file=sys.stderr, flush=True)

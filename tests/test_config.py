@@ -55,6 +55,8 @@ def test_unknown_names_list_the_valid_choices():
     ("batch_size", "abc", "must be an integer, got 'abc'"),
     ("batch_size", 12.5, "must be an integer"),
     ("lr", "fast", "must be a number"),
+    ("lr", "inf", "must be a finite number"),
+    ("lambda_cat", float("nan"), "must be a finite number"),
     ("compile", 1, "must be true or false"),
     ("mi_dims", [0, "a"], "must be a list of integers"),
     ("steps", None, "cannot be null"),
@@ -76,6 +78,10 @@ def test_inconsistent_settings_are_refused():
         make_config("paper-gaussian", overrides={"mi_categorical": True})
     with pytest.raises(ConfigError, match="lambda_cont > 0 needs Gaussian dims"):
         make_config("paper-joint", overrides={"mi_dims": []})
+
+
+def test_exponent_notation_is_a_number():
+    assert make_config("paper-joint", overrides=["lambda_cat=1e-3", "lr=2E-4"]).lambda_cat == 0.001
 
 
 def test_parse_assignment():

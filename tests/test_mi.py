@@ -7,7 +7,7 @@ import torch
 
 from vmivae.latents import LatentSpec
 from vmivae.mi import EstimatorSettings, component_names, estimate_mi, estimate_mi_refits
-from vmivae.training import load_run
+from vmivae.run import load_run
 from vmivae.validation import CleanChannel, ConfusedChannel, validate_estimator
 
 FAST = EstimatorSettings(max_steps=300, min_steps=100, batch_size=64, eval_every=50, n_val=500, n_eval=2000, n_boot=300)

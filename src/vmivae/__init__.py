@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 from .config import Config, list_presets, list_profiles, make_config  # noqa: E402
 from .data import ImageData, load  # noqa: E402
 from .errors import VMIVAEError  # noqa: E402
-from .training import Run, fit, load_run  # noqa: E402
+from .run import Run, load_run  # noqa: E402
+from .training import fit, resume  # noqa: E402
 
-__all__ = ["Config", "ImageData", "Run", "VMIVAEError", "fit", "list_presets", "list_profiles", "load", "load_run", "make_config"]
+__all__ = ["Config", "ImageData", "Run", "VMIVAEError", "fit", "list_presets", "list_profiles", "load", "load_run", "make_config", "resume"]

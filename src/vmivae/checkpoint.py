@@ -54,7 +54,7 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())  # keep insertion order (z0, z1, ..., z10)
 
 
 def save_tensors(path: Path, obj: Any) -> None:
@@ -74,11 +74,11 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"no checkpoint at {path}; train a run first (vmivae train --out DIR)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused an object: foreign or malicious
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        what = f"it asks for {found.group(1)}" if found else "a disallowed object"
-        raise CheckpointError(f"{path} contains objects other than tensors and was not loaded ({what}); only load checkpoints written by vmivae") from None
-    except Exception as exc:  # damaged bytes fail in many ways (EOFError, KeyError, RuntimeError, ...)
+    except Exception as exc:  # damaged bytes fail in many ways (EOFError, KeyError, UnpicklingError, ...)
+        refused = re.search(r"GLOBAL (\S+)", str(exc), re.IGNORECASE) if isinstance(exc, pickle.UnpicklingError) else None
+        if refused:  # weights_only met an object that is not a tensor or a plain container: foreign or malicious
+            raise CheckpointError(f"{path} contains objects other than tensors and was not loaded (it asks for {refused.group(1)}); "
+                                  "only load checkpoints written by vmivae") from None
         raise CheckpointError(f"{path} is truncated or not a PyTorch file ({type(exc).__name__}); resume from another copy or retrain") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a vmivae checkpoint; pass a run directory written by vmivae train")

@@ -7,21 +7,36 @@ input) is printed as one line and exits with status 2; anything else is a bug an
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from .errors import VMIVAEError
+from .errors import ConfigError, TrainingInterrupted, VMIVAEError
 
 EXIT_BAD_INPUT = 2
 
 
-def _train(args: argparse.Namespace) -> int:
-    from .config import make_config
-    from .training import fit
+def _say(message: str) -> None:
+    """Print once per job: only rank 0 speaks when launched by torchrun."""
+    if os.environ.get("RANK", "0") == "0":
+        print(message)
 
-    config = make_config(args.preset, args.profile, args.set)
-    meta = {"preset": args.preset, "profile": args.profile, "overrides": args.set}
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import make_config, parse_assignment
+    from .training import fit, resume
+
+    if args.resume:
+        if args.preset or args.profile or args.out:
+            raise ConfigError("--resume continues a run with its own config; drop --preset/--profile/--out (change steps with --set steps=N)")
+        overrides = dict(parse_assignment(a) for a in args.set)
+        resume(args.resume, overrides=overrides, progress=not args.quiet)
+        _say(f"run continued in {args.resume}")
+        return 0
+    preset, profile = args.preset or "paper-joint", args.profile or "quick"
+    config = make_config(preset, profile, args.set)
+    meta = {"preset": preset, "profile": profile, "overrides": args.set}
     fit(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet, meta=meta)
-    print(f"run written to {args.out}")
+    _say(f"run written to {args.out}")
     return 0
 
 
@@ -55,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train a model from a preset", description="Train a VMI-VAE (or its baseline) and write a run directory.")
-    train.add_argument("--preset", default="paper-joint", help="model/objective preset (see `vmivae presets`; default: paper-joint)")
-    train.add_argument("--profile", default="quick", help="budget profile: smoke | quick | full (default: quick)")
+    train.add_argument("--preset", default=None, help="preset name (see `vmivae presets`) or your own .yaml file (default: paper-joint)")
+    train.add_argument("--profile", default=None, help="budget profile: smoke | quick | full (default: quick)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key, e.g. --set lambda_cat=0.05 (repeatable)")
-    train.add_argument("--out", required=True, help="run directory to create")
+    train.add_argument("--out", default=None, help="run directory to create")
+    train.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue this run from its last checkpoint (e.g. with --set steps=N)")
     train.add_argument("--overwrite", action="store_true", help="replace the run files in a non-empty --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
@@ -71,19 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list presets and profiles", description="List the shipped presets and profiles.")
     presets.set_defaults(func=_presets)
 
+    from .bench import add_command as add_bench
     from .evaluation import add_command as add_evaluate
 
     add_evaluate(sub)
+    add_bench(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and not args.out and not args.resume:
+        parser.error("--out is required (or --resume RUN_DIR to continue a run)")
     try:
         return args.func(args)
+    except TrainingInterrupted as stop:
+        print(f"vmivae: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except VMIVAEError as exc:
         print(f"vmivae: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("vmivae: interrupted", file=sys.stderr)
+        print("vmivae: aborted at once (a second Ctrl-C); the last checkpoint written, if any, is intact", file=sys.stderr)
         return 130

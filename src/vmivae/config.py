@@ -12,13 +12,17 @@ sentence that lists the valid choices.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, fields
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -31,7 +35,7 @@ MI_SOURCES = ("reconstruction", "generation", "both")
 STEP_MODES = ("fused", "alternating")
 AMP_MODES = ("none", "bf16", "auto")
 # Keys that change how a run is operated or logged but not what it computes.
-OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every")
+OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam")
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Config:
     seed: int = 0  # seeds weights, sampling noise and batch order
     device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
     compile: bool = False  # torch.compile the training step's forward passes
+    fused_adam: bool = True  # Adam as one fused kernel per parameter (false: PyTorch's default foreach Adam)
     amp: str = "none"  # none (fp32) | bf16 (autocast) | auto (bf16 where the device computes it natively)
     channels_last: bool = False  # NHWC memory format for the convolutions
     log_every: int = 50  # host sync, progress bar and history flush every N steps
@@ -122,8 +127,16 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif base is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
+        elif isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+            return number
     elif base is str:
         if isinstance(value, str):
             return value
@@ -208,19 +221,43 @@ def list_profiles() -> list[str]:
     return _yaml_names("profiles")
 
 
+def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{where} is not valid YAML{line}; fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of config keys, e.g. 'lambda_cat: 0.01'")
+    return data
+
+
 def _read_yaml(folder: str, name: str, kind: str) -> dict[str, Any]:
     valid = _yaml_names(folder)
     if name not in valid:
         raise ConfigError(unknown_name(kind, name, valid))
-    data = yaml.safe_load(resources.files("vmivae").joinpath(folder, f"{name}.yaml").read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{kind} file '{name}.yaml' must hold a mapping of config keys")
-    return data
+    return _parse_yaml(resources.files("vmivae").joinpath(folder, f"{name}.yaml").read_text(), f"{kind} file '{name}.yaml'")
+
+
+def is_preset_file(name: str) -> bool:
+    """A preset given as a path to your own YAML file rather than a shipped name."""
+    return name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped."""
-    data = _read_yaml("presets", name, "preset")
+    """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped.
+
+    ``name`` is a shipped preset (see :func:`list_presets`) or the path of your own YAML file, which
+    may itself ``extends:`` a shipped preset.
+    """
+    if is_preset_file(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist; give a shipped preset name or an existing .yaml file")
+        data = _parse_yaml(path.read_text(), f"preset file {path}")
+    else:
+        data = _read_yaml("presets", name, "preset")
     data.pop("description", None)
     parent = data.pop("extends", None)
     merged = {**(load_preset(parent) if parent else {}), **data}
@@ -245,13 +282,13 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise ConfigError(f"expected key=value, got '{text}'; e.g. --set lambda_cat=0.01")
+        raise ConfigError(f"expected key=value, got {text!r}; e.g. --set lambda_cat=0.01")
     if key not in FIELDS:
         raise ConfigError(unknown_name("config key", key, list(FIELDS)))
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"cannot read the value of '{key}' in '{text}'; quote strings, write lists as [0, 1]") from None
+        raise ConfigError(f"cannot read the value of '{key}' in {text!r}; quote strings, write lists as [0, 1]") from None
     return key, value
 
 

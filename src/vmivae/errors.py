@@ -34,6 +34,19 @@ class TrainingError(VMIVAEError):
     """Training stopped because it can no longer be correct (e.g. a non-finite loss)."""
 
 
+class TrainingInterrupted(VMIVAEError):
+    """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
+
+    def __init__(self, step: int, signum: int, run_dir=None):
+        import signal
+
+        self.step, self.signum, self.run_dir = step, signum, run_dir
+        name = signal.Signals(signum).name
+        where = (f"checkpoint written to {run_dir}; resume with: vmivae train --resume {run_dir}" if run_dir is not None
+                 else "no run directory was given, so nothing was saved")
+        super().__init__(f"interrupted by {name} at step {step}; {where}")
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """Message for an unknown name, with the closest valid names first.
 
@@ -42,4 +55,4 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> st
     """
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
-    return f"unknown {kind} '{name}'{hint}; valid: {', '.join(sorted(valid))}"
+    return f"unknown {kind} {name!r}{hint}; valid: {', '.join(sorted(valid))}"  # repr: one line, whatever was typed

@@ -23,7 +23,7 @@ from . import metrics
 from .data import ImageData, load
 from .latents import categorical_kl_uniform, gaussian_kl_per_dim
 from .mi import SETTINGS, estimate_mi
-from .training import Run, load_run
+from .run import Run, load_run
 
 
 @torch.no_grad()

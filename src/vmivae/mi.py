@@ -160,7 +160,7 @@ def _bootstrap(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, 
 
 def _as_decoder(model) -> tuple[Callable, LatentSpec | None, Callable | None, torch.device]:
     """``(decode, latent spec or None, encode or None, device)`` of a Run, a VAE or a bare callable."""
-    from .training import Run
+    from .run import Run
 
     vae = model.vae if isinstance(model, Run) else model
     if isinstance(vae, VAE):
@@ -187,7 +187,7 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
     """Lower-bound the MI between every latent component and the generated images of a fixed model.
 
     Args:
-        model: a :class:`~vmivae.training.Run`, a :class:`~vmivae.models.VAE`, or any decoder callable
+        model: a :class:`~vmivae.run.Run`, a :class:`~vmivae.models.VAE`, or any decoder callable
             mapping latents ``[B, D + K]`` (Gaussian values, then one-hot) to images ``[B, C, H, W]``.
         latent: the latent spec; needed only for a bare callable.
         path: ``generation`` (prior codes, exact entropy) or ``reconstruction`` (encoder's hard codes of

@@ -119,7 +119,7 @@ class Encoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
+        return self.head(self.trunk(x)).float()  # latent parameters in fp32 even under autocast (KL, sampling)
 
 
 class Decoder(nn.Module):
@@ -147,7 +147,7 @@ class Decoder(nn.Module):
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.deconv(self.mlp(latent).view(-1, *self.start))
+        return self.deconv(self.mlp(latent).view(-1, *self.start)).float()  # fp32 images for the losses
 
 
 class VAE(nn.Module):
@@ -233,7 +233,7 @@ class QNetwork(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> QOutput:
-        h = self.net(x)
+        h = self.net(x).float()  # fp32 log-likelihoods even under autocast
         k, m = self.categorical, self.continuous
         logits = h[:, :k] if k else None
         mean = h[:, k : k + m] if m else None

@@ -78,7 +78,8 @@ def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", devi
     ``workers > 1`` trains independent runs in that many processes, each with ``cores // workers``
     threads: on a small CPU two single-threaded runs get more done than one run on two threads.
     """
-    from .training import load_run, use_all_cores
+    from .run import load_run
+    from .training import use_all_cores
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,179 @@
+"""``vmivae bench``: training-step throughput, counted FLOPs and the machine's matmul peak.
+
+Every variant trains the same architecture on the same device-resident batches (``mnist-5k``, batch 124
+by default). Per variant: a warm-up, then ``repeats`` timed blocks of ``steps`` steps; the table reports
+the median images/s with the min-max spread, the ratio to the reference-style alternating step, the
+FLOPs of one step counted by ``torch.utils.flop_counter`` (per image), the achieved GFLOP/s and that as
+a fraction of a large fp32 matrix product measured on the same machine. ``estimate_mi`` is timed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import make_config
+from .data import load
+from .training import Trainer, resolve_device, use_all_cores
+
+# name -> config overrides. The first is the baseline of the ratio column: the reference code's
+# schedule and defaults (two VAE forwards per step, NCHW, PyTorch's default Adam, fp32).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "alternating (reference-style)": {"step_mode": "alternating", "fused_adam": False},
+    "alternating + fused Adam": {"step_mode": "alternating"},
+    "fused": {},
+    "fused + channels_last": {"channels_last": True},
+    "fused + compile": {"compile": True},
+    "fused + bf16": {"amp": "bf16"},
+    "fused + channels_last + bf16": {"channels_last": True, "amp": "bf16"},
+}
+SLOW_VARIANTS = ("fused + compile",)  # compilation takes a minute on a small CPU: only with --all
+
+
+@dataclass
+class BenchSettings:
+    presets: tuple[str, ...] = ("paper-joint", "paper-gaussian")
+    batch_size: int = 124
+    warmup: int = 5
+    steps: int = 20
+    repeats: int = 5
+    device: str = "auto"
+    variants: tuple[str, ...] = tuple(v for v in VARIANTS if v not in SLOW_VARIANTS)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, seconds: float = 1.0) -> float:
+    """Achieved GFLOP/s of an ``n x n`` matrix product (the practical peak the step is compared with)."""
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+        _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_step_flops(trainer: Trainer) -> float:
+    """FLOPs of one training step (forward and backward, every matmul and convolution), counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = trainer.images[trainer.sampler.next()]
+    with FlopCounterMode(display=False) as counter:
+        trainer.stepper(x, trainer._tau)
+    return float(counter.get_total_flops())
+
+
+def bench_variant(preset: str, overrides: dict[str, Any], data, s: BenchSettings, device: torch.device) -> dict[str, Any]:
+    config = make_config(preset, "quick", {"batch_size": s.batch_size, "log_every": s.steps, "device": str(device), **overrides})
+    trainer = Trainer(config, data, device)
+    started = time.perf_counter()
+    trainer.train(s.warmup)  # includes compilation when compile=True
+    warmup_seconds = time.perf_counter() - started
+    speeds = []
+    for _ in range(s.repeats):
+        start = time.perf_counter()
+        trainer.train(trainer.step + s.steps)  # ends with a host sync (the history flush)
+        speeds.append(s.steps * s.batch_size / (time.perf_counter() - start))
+    flops = count_step_flops(trainer) if not config.compile else float("nan")
+    median = statistics.median(speeds)
+    return {"preset": preset, "images_per_second": median, "min": min(speeds), "max": max(speeds), "flops_per_image": flops / s.batch_size,
+            "achieved_gflops": flops * median / s.batch_size / 1e9, "warmup_seconds": warmup_seconds}
+
+
+def bench_estimator(device: torch.device) -> dict[str, Any]:
+    """Time ``estimate_mi`` (quick budget) on a freshly initialised paper-joint model."""
+    from .mi import estimate_mi
+    from .models import VAE
+
+    torch.manual_seed(0)
+    vae = VAE((1, 28, 28), make_config("paper-joint").latent).to(device)
+    estimate = estimate_mi(vae, settings="quick", device=device)
+    return {"settings": "quick", "seconds": estimate.seconds, "q_steps": estimate.q_steps, "batch_size": estimate.settings["batch_size"],
+            "n_eval": estimate.n_eval}
+
+
+def run_bench(s: BenchSettings) -> dict[str, Any]:
+    device = resolve_device(s.device)
+    threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
+    data = load("mnist-5k", "train")
+    peak = matmul_peak(device)
+    peak_bf16 = matmul_peak(device, torch.bfloat16)
+    rows = []
+    for preset in s.presets:
+        for name in s.variants:
+            print(f"bench: {preset} / {name} ...", file=sys.stderr, flush=True)
+            row = {"variant": name, **bench_variant(preset, VARIANTS[name], data, s, device)}
+            rows.append(row)
+        base = next(r["images_per_second"] for r in rows if r["preset"] == preset and r["variant"] == s.variants[0])
+        for r in rows:
+            if r["preset"] == preset:
+                r["ratio"] = r["images_per_second"] / base
+                r["peak_fraction"] = r["achieved_gflops"] / (peak_bf16 if "bf16" in r["variant"] else peak)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
+    return {"device": device_name, "threads": threads, "torch": str(torch.__version__), "batch_size": s.batch_size,
+            "warmup": s.warmup, "steps": s.steps, "repeats": s.repeats, "matmul_peak_gflops": {"fp32": peak, "bf16": peak_bf16},
+            "rows": rows, "estimate_mi": bench_estimator(device)}
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    peak = result["matmul_peak_gflops"]
+    lines = [f"Measured on {result['device']} (torch {result['torch']}), batch {result['batch_size']}: {result['warmup']} warm-up steps, "
+             f"then {result['repeats']} blocks of {result['steps']} steps; median images/s with the min-max range. Matmul peak of this "
+             f"machine: {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16. Ratio: against the reference-style alternating step.",
+             "", "| preset | variant | images/s | range | ratio | GFLOP/image | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['preset']} | {r['variant']} | {r['images_per_second']:.0f} | {r['min']:.0f}-{r['max']:.0f} | {r['ratio']:.2f}x | "
+                     f"{r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
+    e = result["estimate_mi"]
+    lines += ["", f"`estimate_mi` (budget '{e['settings']}', batch {e['batch_size']}): {e['seconds']:.1f} s for {e['q_steps']} Q steps "
+                  f"and {e['n_eval']} evaluation samples."]
+    return "\n".join(lines) + "\n"
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark the training step variants", description=__doc__.split("\n\n")[0])
+    p.add_argument("--presets", default="paper-joint,paper-gaussian", help="comma-separated presets (default: both paper presets)")
+    p.add_argument("--batch", type=int, default=124)
+    p.add_argument("--steps", type=int, default=20, help="steps per timed block")
+    p.add_argument("--repeats", type=int, default=5, help="timed blocks per variant")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--all", action="store_true", help="include the slow variants (torch.compile)")
+    p.add_argument("--out", default=None, help="write the results as JSON")
+    p.add_argument("--markdown", default=None, help="write the table as Markdown")
+    p.set_defaults(func=_command)
+
+
+def _command(args: argparse.Namespace) -> int:
+    from .config import list_presets
+    from .errors import ConfigError, unknown_name
+
+    presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    for preset in presets:
+        if preset not in list_presets():
+            raise ConfigError(unknown_name("preset", preset, list_presets()))
+    variants = tuple(VARIANTS) if args.all else BenchSettings().variants
+    result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants))
+    table = to_markdown(result)
+    print(table)
+    for path, text in ((args.out, json.dumps(result, indent=2)), (args.markdown, table)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text)
+    return 0

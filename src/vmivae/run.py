@@ -1,0 +1,92 @@
+"""A trained run as an object (:class:`Run`) and reading one back from its directory (:func:`load_run`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import checkpoint as ckpt
+from .config import Config, from_dict
+from .errors import CheckpointError
+from .models import VAE, QNetwork
+from .steps import METRICS, build_networks
+
+HISTORY_COLUMNS = ("step", *METRICS, "tau")
+
+
+def history_frame(rows: Any) -> pd.DataFrame:
+    """The per-step history ``[steps, len(HISTORY_COLUMNS)]`` as a DataFrame with integer steps."""
+    frame = pd.DataFrame(rows, columns=list(HISTORY_COLUMNS))
+    frame["step"] = frame["step"].astype(int)
+    return frame
+
+
+@dataclass
+class Run:
+    """A trained model with its config, history and metrics (what ``fit`` and ``load_run`` return)."""
+
+    config: Config
+    vae: VAE
+    q: QNetwork | None
+    history: pd.DataFrame
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.vae.parameters()).device
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int = 0) -> torch.Tensor:
+        """``n`` images decoded from prior codes (eval mode), ``[n, C, H, W]`` in [-1, 1]."""
+        from .latents import sample_prior
+
+        self.vae.eval()
+        z, c = sample_prior(self.vae.latent, n, self.device, torch.Generator().manual_seed(seed))
+        return self.vae.decode(self.vae.latent.join(z, c))
+
+
+def read_run_info(path: Path) -> tuple[dict[str, Any], Config]:
+    """``config.json`` of a run directory and the Config in it, validated."""
+    info = ckpt.read_json(path / ckpt.CONFIG, "the run's config")
+    if "config" not in info or "image_shape" not in info:
+        raise CheckpointError(f"{path / ckpt.CONFIG} lacks 'config' or 'image_shape'; it was not written by vmivae train")
+    return info, from_dict(info["config"], f"{path / ckpt.CONFIG}")
+
+
+def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], config: Config, where: Path) -> tuple[VAE, QNetwork | None]:
+    """Build the networks of ``config`` and load a checkpoint's weights into them."""
+    vae, q = build_networks(tuple(image_shape), config)
+    try:
+        vae.load_state_dict(state["vae"])
+        if q is not None:
+            q.load_state_dict(state["q"])
+    except (RuntimeError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{where} does not match the model in {ckpt.CONFIG} ({first}); the files come from different runs") from None
+    return vae, q
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: bool = False) -> Run:
+    """Read a run directory back: networks ready in eval mode, config, history and metrics."""
+    from .training import resolve_device
+
+    path = ckpt.check_run_dir(Path(path))
+    info, config = read_run_info(path)
+    finished = (path / ckpt.METRICS).is_file()
+    if not finished and not allow_incomplete:
+        raise CheckpointError(f"the run in {path} did not finish (no {ckpt.METRICS}); resume it with: vmivae train --resume {path}")
+    dev = resolve_device(device)
+    state = ckpt.load_checkpoint(path / ckpt.CHECKPOINT, dev)
+    vae, q = load_networks(state, info["image_shape"], config, path / ckpt.CHECKPOINT)
+    vae.to(dev).eval()
+    if q is not None:
+        q.to(dev).eval()
+    metrics = ckpt.read_json(path / ckpt.METRICS, "the run's metrics") if finished else {}
+    return Run(config, vae, q, history_frame(state["history"].numpy()), metrics, path, info)
