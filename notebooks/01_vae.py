@@ -37,7 +37,7 @@ from IPython.display import display
 
 import vmivae
 from vmivae import plots
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile  # the MI estimator's budget follows the profile (smoke | quick | full)
 
@@ -90,10 +90,12 @@ show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: the f
 # `"bernoulli"` give the summed negative log-likelihoods instead).
 #
 # The run below is the `paper-gaussian-baseline` preset: the paper's Gaussian model without the MI
-# term. (It still trains the auxiliary network $Q$ beside it, so that notebook 2 can compare.)
+# term. (It still trains the auxiliary network $Q$ beside it, so that notebook 2 can compare.) It is
+# measured right after training (test split, evaluation mode); notebook 4 explains the measurements.
 
 # %%
-(run,) = ensure_runs([RunSpec("paper-gaussian-baseline", profile, {"seed": seed})], runs_dir, device, workers)
+(run,), (result,) = ensure_measured_runs([RunSpec("paper-gaussian-baseline", profile, {"seed": seed})], runs_dir, device, workers,
+                                         estimator)
 print(f"{run.metrics['steps']} steps at batch {run.config.batch_size}, {run.metrics['images_per_second']:.0f} images/s on {run.metrics['device']}")
 show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")), "training_curves")
 
@@ -128,7 +130,6 @@ for dim in (0, 1):
 # any *particular* dimension; how much each carries is an accident of training.
 
 # %%
-(result,) = ensure_evaluations([run], estimator, workers=workers)
 active = sum(kl > 0.01 for kl in result["kl_per_dim"])
 print(f"active dims (KL > 0.01 nats): {active} of {len(result['kl_per_dim'])}; test reconstruction MSE {result['recon_mse']:.4f}")
 show(plots.kl_per_dim({"baseline": result["kl_per_dim"]}), "kl_per_dim")

@@ -37,7 +37,7 @@ from IPython.display import display
 
 from vmivae import plots
 from vmivae.latents import STANDARD_NORMAL_ENTROPY
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
 
@@ -85,8 +85,8 @@ def show(fig, name):  # save as figures/02_<name>.png and display once
 # receive the unscaled gradient. A test checks that these gradients equal the two separate computations.
 
 # %%
-vmi, baseline = ensure_runs([RunSpec("paper-gaussian", profile, {"seed": seed}), RunSpec("paper-gaussian-baseline", profile, {"seed": seed})],
-                            runs_dir, device, workers)
+specs = [RunSpec("paper-gaussian", profile, {"seed": seed}), RunSpec("paper-gaussian-baseline", profile, {"seed": seed})]
+(vmi, baseline), measured = ensure_measured_runs(specs, runs_dir, device, workers, estimator)
 runs = {"VMI": vmi, "baseline": baseline}
 print({name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in runs.items()})
 
@@ -126,7 +126,7 @@ for name, r in runs.items():
 # (notebook 4 validates this estimator on channels with known MI). Bars are 95% bootstrap intervals.
 
 # %%
-results = dict(zip(runs, ensure_evaluations(list(runs.values()), estimator, workers=workers)))
+results = dict(zip(runs, measured))
 show(plots.mi_profile(results, title="I(z_j; x~) lower bound per Gaussian dim (95% CI)"), "mi_profile")
 for name, result in results.items():
     mi = result["mi"]

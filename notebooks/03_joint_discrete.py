@@ -40,7 +40,7 @@ from IPython.display import display
 import vmivae
 from vmivae import plots
 from vmivae.evaluation import encode_dataset
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
 
@@ -82,8 +82,8 @@ config = vmivae.make_config("paper-joint", profile, {"seed": seed})
 print(f"this profile: {config.steps} steps, tau_rate {config.tau_rate}, refreshed every {config.tau_interval} steps, floor {config.tau_min}")
 
 # %%
-vmi, baseline = ensure_runs([RunSpec("paper-joint", profile, {"seed": seed}), RunSpec("paper-joint-baseline", profile, {"seed": seed})],
-                            runs_dir, device, workers)
+specs = [RunSpec("paper-joint", profile, {"seed": seed}), RunSpec("paper-joint-baseline", profile, {"seed": seed})]
+(vmi, baseline), measured = ensure_measured_runs(specs, runs_dir, device, workers, estimator)
 runs = {"VMI": vmi, "baseline": baseline}
 show(plots.loss_curves({k: r.history for k, r in runs.items()}, columns=("recon", "kl_cat", "tau")), "training_curves")
 
@@ -116,7 +116,7 @@ show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cat", entropy=
 
 # %%
 test = vmivae.load(config.dataset, "test")
-results = dict(zip(runs, ensure_evaluations(list(runs.values()), estimator, workers=workers)))
+results = dict(zip(runs, measured))
 for name, r in runs.items():
     clusters = encode_dataset(r, test)["cluster"]
     show(plots.confusion(clusters, test.labels.numpy(), title=f"{name}: code vs label (test split)"), f"confusion_{name.lower()}")

@@ -37,7 +37,7 @@ from IPython.display import display
 
 from vmivae import plots
 from vmivae.evaluation import headline
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
 from vmivae.validation import validate_estimator
 
 estimator = profile
@@ -95,8 +95,8 @@ validation.assign(error=validation["estimate"] - validation["truth"]).round(3)
 
 # %%
 names = ["paper-joint", "paper-joint-baseline", "paper-gaussian", "paper-gaussian-baseline"]
-runs = dict(zip(names, ensure_runs([RunSpec(n, profile, {"seed": seed}) for n in names], runs_dir, device, workers)))
-results = dict(zip(names, ensure_evaluations(list(runs.values()), estimator, workers=workers)))
+trained, measured = ensure_measured_runs([RunSpec(n, profile, {"seed": seed}) for n in names], runs_dir, device, workers, estimator)
+runs, results = dict(zip(names, trained)), dict(zip(names, measured))
 show(plots.mi_profile({"VMI": results["paper-joint"], "baseline": results["paper-joint-baseline"]},
                       title="joint model: MI lower bound per component (95% CI)"), "profile_joint")
 show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results["paper-gaussian-baseline"]},

@@ -12,7 +12,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 PAGES = ["intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
-         "executed/05_results", "api", "reproducing"]
+         "executed/05_results", "api", "reproducing", "errors"]
 WITH_MATHS = {"intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
               "executed/05_results", "reproducing"}
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"

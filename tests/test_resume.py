@@ -104,7 +104,7 @@ def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
     config = vmivae.make_config("paper-joint", "smoke", {"steps": 30, "batch_size": 32, "checkpoint_every": 4, "log_every": 2, "seed": 3})
     vmivae.fit(config.replace(steps=4), data=data, out=tmp_path / "run", progress=False)
     data.images[:] = float("inf")  # the same run continues on corrupted data
-    with pytest.raises(TrainingError, match=r"non-finite at step 5; the last good checkpoint is .*checkpoint.pt \(step 4\)"):
+    with pytest.raises(TrainingError, match=r"non-finite \(nan or inf\) at step 5; the last good checkpoint is .*checkpoint.pt \(step 4\)"):
         vmivae.resume(tmp_path / "run", steps=30, data=data, progress=False)
     assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4  # untouched by the bad steps
 

@@ -48,6 +48,12 @@ class RunSpec:
         return Path(runs_dir) / f"{prefix}-{self.profile}-{config_hash}"
 
 
+def _cost(spec: RunSpec) -> float:
+    """Relative training cost, to start the longest runs first (decoding prior codes doubles the batch)."""
+    config = spec.config
+    return config.steps * config.batch_size * (1 + (config.mi_source != "reconstruction"))
+
+
 def _finished(path: Path, config: Config) -> bool:
     """A finished run (metrics.json) whose stored config hash is the requested one."""
     if not (path / ckpt.METRICS).is_file() or not (path / ckpt.CONFIG).is_file():
@@ -83,7 +89,8 @@ def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", devi
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    todo = list({s.config.hash(): s for s in specs if not _finished(s.directory(runs_dir), s.config)}.values())  # each config once
+    todo = sorted({s.config.hash(): s for s in specs if not _finished(s.directory(runs_dir), s.config)}.values(),  # each config once,
+                  key=_cost, reverse=True)  # longest first
     if todo:
         print(f"vmivae: training {len(todo)} run(s), reusing {len(specs) - len(todo)}", file=sys.stderr, flush=True)
     if len(todo) > 1 and workers > 1:
@@ -137,3 +144,42 @@ def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ..
         for path in todo:
             _evaluate_one(path, settings, paths, 0)
     return [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
+
+
+def _train_and_evaluate(spec: RunSpec, runs_dir: str, device: str, threads: int, settings: str, paths: tuple[str, ...]) -> str:
+    """Worker: train the run if needed, then evaluate it if needed (one task, so no core waits for the other phase)."""
+    if not _finished(spec.directory(runs_dir), spec.config):
+        _train_one(spec, runs_dir, device, threads)
+    path = spec.directory(runs_dir)
+    if not (path / _eval_name(settings, paths)).is_file():
+        _evaluate_one(str(path), settings, paths, threads)
+    return str(path)
+
+
+def ensure_measured_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1,
+                         settings: str = "quick", paths: tuple[str, ...] = ("generation",)) -> tuple[list, list[dict[str, Any]]]:
+    """:func:`ensure_runs` and :func:`ensure_evaluations` in one pool: ``(runs, evaluation results)``.
+
+    Each task trains a run and evaluates it straight away, so evaluations overlap the remaining trainings
+    instead of waiting for the slowest of them.
+    """
+    from .run import load_run
+    from .training import use_all_cores
+
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    unique = sorted({s.config.hash(): s for s in specs}.values(), key=_cost, reverse=True)  # longest first: the pool ends together
+    todo = [s for s in unique if not (_finished(s.directory(runs_dir), s.config) and (s.directory(runs_dir) / _eval_name(settings, paths)).is_file())]
+    if todo:
+        print(f"vmivae: training and/or evaluating {len(todo)} run(s), reusing {len(unique) - len(todo)}", file=sys.stderr, flush=True)
+    if len(todo) > 1 and workers > 1:
+        threads = max(1, use_all_cores() // workers)
+        n = len(todo)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(_train_and_evaluate, todo, [str(runs_dir)] * n, [device] * n, [threads] * n, [settings] * n, [paths] * n))
+    else:
+        for spec in todo:
+            _train_and_evaluate(spec, str(runs_dir), device, 0, settings, paths)
+    runs = [load_run(s.directory(runs_dir), device=device) for s in specs]
+    return runs, [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
+

@@ -168,7 +168,7 @@ class Trainer:
         if not finite.all():
             first = int(np.argmin(finite))
             name = METRICS[int(np.argmin(np.isfinite(values[first])))]
-            raise TrainingError(f"the {name} loss became non-finite at step {int(steps[first])}")
+            raise TrainingError(f"'{name}' became non-finite (nan or inf) at step {int(steps[first])}")
         rows = np.column_stack([steps, values, taus])
         self.history.append(rows)
         return rows
@@ -390,7 +390,7 @@ def _train(trainer: Trainer, config: Config, out_dir: Path | None, info: dict[st
         print(f"vmivae: training on {where}: {info['dataset']} ({n_images} images), steps {trainer.step}->{config.steps}, "
               f"batch {config.batch_size}{scale}, {config.step_mode} step", file=sys.stderr)
     bar = tqdm(total=config.steps, initial=trainer.step, unit="step", disable=not progress, mininterval=1.0, file=sys.stderr)
-    last_checkpoint = {"step": None}
+    last_checkpoint = {"step": trainer.step or None}  # a resumed run starts from a checkpoint
 
     def on_flush(rows: np.ndarray) -> None:
         bar.update(len(rows))
