@@ -218,10 +218,11 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
         n_eval = min(s.n_eval, len(evaluation)) if len(evaluation) else s.n_eval
         q = QNetwork(tuple(train.batch(2)[0].shape[1:]), latent.categorical, latent.continuous).to(device)
         opt = torch.optim.Adam(q.parameters(), lr=s.lr)
-        # Validation and scoring use an exponential moving average of Q's weights (and BatchNorm
-        # statistics): single Adam iterates of a many-headed Q are noisy, their average is not.
+        # Each check validates the current Q and an exponential moving average of its weights (and
+        # BatchNorm statistics), and keeps whichever is best on the validation samples: single Adam
+        # iterates of a many-headed Q are noisy, but early in training the average lags behind them.
         ema = AveragedModel(q, multi_avg_fn=get_ema_multi_avg_fn(s.ema), use_buffers=True) if s.ema else None
-        scored = ema.module if ema is not None else q
+        candidates = [q] + ([ema.module] if ema is not None else [])
         best, best_state, since, validation, step = float("inf"), None, 0, [], 0
         amp_dtype = resolve_amp(s.amp, device)
         autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
@@ -235,18 +236,20 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
                 ema.update_parameters(q)
             step += 1
             if step % s.eval_every == 0 or step == s.max_steps:
-                val_ce = float(_score(scored, val, n_val)[0].mean(0).sum())
+                scores = [float(_score(c, val, n_val)[0].mean(0).sum()) for c in candidates]
+                val_ce = min(scores)
                 validation.append((step, val_ce))
                 if val_ce < best - s.tol:
-                    best, best_state, since = val_ce, copy.deepcopy(scored.state_dict()), 0
+                    winner = candidates[scores.index(val_ce)]
+                    best, best_state, since = val_ce, copy.deepcopy(winner.state_dict()), 0
                 else:
                     since += 1
                 if since >= s.patience and step >= s.min_steps:
                     break
         converged = step < s.max_steps
         if best_state is not None:
-            scored.load_state_dict(best_state)
-        ce, codes = _score(scored, evaluation, n_eval)
+            q.load_state_dict(best_state)
+        ce, codes = _score(q, evaluation, n_eval)
     entropy = _entropies(latent, path, codes)
     values = entropy[None, :] - ce.numpy()
     lo, hi = _bootstrap(values, s.n_boot, s.seed)
