@@ -37,7 +37,7 @@ import pandas as pd
 from IPython.display import display
 
 from vmivae import plots
-from vmivae.evaluation import compare_with_published, format_summary, summarize
+from vmivae.evaluation import compare_with_published, contrast, format_summary, summarize
 from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
@@ -75,6 +75,18 @@ print(f"profile {profile}: {config.steps} steps of batch {config.batch_size} on 
 groups = {p: [r for s, r in zip(specs, all_results) if s.preset == p] for p in presets}
 summary = summarize(groups)
 format_summary(summary).T  # one column per model, one row per metric
+
+# %% [markdown]
+# ## Which differences are real?
+#
+# Three seeds are few. For each preset, the VMI model minus its vanilla twin per metric, with a Welch 95%
+# interval for the difference of the means: `resolved` marks the differences this many seeds separate from
+# seed-to-seed noise. Read the unresolved rows as "no measurable effect at this budget", not as a small one.
+
+# %%
+for vmi, base in [("paper-joint", "paper-joint-baseline"), ("paper-gaussian", "paper-gaussian-baseline")]:
+    if len(seeds) > 1:
+        display(contrast(groups, vmi, base).round(3).style.set_caption(f"{vmi} minus {base}"))
 
 # %%
 joint_vmi, joint_base = all_results[0], all_results[len(seeds)]
@@ -141,7 +153,14 @@ compare_with_published(summary, {"VMI-VAE joint, this book": "paper-joint", "van
 #
 # ## Summary
 #
-# The table above is the reproduction at this profile's budget. What it shows, and what it does not,
-# is what the numbers say: read the MI column for the effect of the regulariser, the accuracy columns for
-# how well the code lines up with the classes, and the published rows for the distance to long training on
-# full MNIST. `./run_all.sh --profile full` reruns everything at the paper's budget on a GPU.
+# * **The regulariser does what it promises on the categorical code.** With the paper's weights the code
+#   of the VMI model controls the generated digit (its MI bound is a sizeable fraction of $\log 10$), while
+#   the vanilla model's code is nearly ignored by its decoder; the contrast table says whether that holds
+#   across seeds. The sweep shows the price: larger weights, more information, a little more
+#   reconstruction error.
+# * **The two regularised Gaussian dimensions** carry information in both models; the regulariser makes it
+#   reliable across seeds rather than a matter of which dimensions happen to stay active.
+# * **Clustering is where the budget shows.** The categorical code becomes *informative* long before it
+#   becomes *class-aligned*: at this profile's budget, on 4,000 digits, accuracy and NMI move much less than
+#   the MI does, and are far from the published full-MNIST numbers. `./run_all.sh --profile full` reruns
+#   everything at the paper's budget on a GPU; these tables are regenerated with whatever it measures.

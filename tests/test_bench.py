@@ -33,10 +33,11 @@ def test_the_fused_step_does_less_work_than_the_alternating_one():
 
 def test_bench_runs_and_reports_every_column(tmp_path):
     settings = bench.BenchSettings(presets=("paper-joint",), batch_size=32, warmup=1, steps=2, repeats=2,
-                                   variants=("alternating (reference-style)", "fused"), estimator="smoke")
+                                   variants=("alternating (reference-style)", "alternating + fused Adam", "fused"), estimator="smoke")
     result = bench.run_bench(settings)
     assert [r["variant"] for r in result["rows"]] == list(settings.variants)
     assert result["rows"][0]["ratio"] == 1.0 and result["rows"][1]["images_per_second"] > 0
     assert result["peak_gflops"]["fp32"] > 1 and result["peak_gflops"]["bf16"] > 1
     table = bench.to_markdown(result)
     assert "| paper-joint | fused |" in table and "estimate_mi" in table
+    assert "paper-joint fused / alternating + fused Adam: " in table  # the like-for-like ratio

@@ -109,6 +109,16 @@ def test_results_page_shows_the_results_table(server, browser):
         page.close()
 
 
+def test_reproducing_page_shows_timings_and_the_benchmark_table(server, browser):
+    page, _ = _open(browser, f"{server}/reproducing.html")
+    try:
+        text = " ".join(page.locator("table").nth(i).inner_text() for i in range(page.locator("table").count()))
+        assert "all notebooks" in text  # this build's wall times
+        assert "images/s" in text and "alternating (reference-style)" in text and "GFLOP/image" in text
+    finally:
+        page.close()
+
+
 def test_injected_parameters_are_collapsed(server, browser):
     page, _ = _open(browser, f"{server}/executed/01_vae.html")
     try:

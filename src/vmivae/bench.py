@@ -10,6 +10,7 @@ a fraction of a large fp32 matrix product measured on the same machine. ``estima
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -22,7 +23,8 @@ import torch
 
 from .config import make_config
 from .data import load
-from .training import Trainer, resolve_device, use_all_cores
+from .device import resolve_device, use_all_cores
+from .training import Trainer
 
 # Every variant starts from this (fp32, NCHW, eager, fused Adam, the fused step) and changes one thing.
 BASE = {"amp": "none", "channels_last": False, "compile": False, "fused_adam": True, "step_mode": "fused"}
@@ -36,7 +38,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fused + compile": {"compile": True},
     "fused + bf16": {"amp": "bf16"},
     "fused + channels_last + bf16": {"channels_last": True, "amp": "bf16"},
+    # the same options on the alternating step: the like-for-like ratio of the fastest configuration
+    "alternating + channels_last + bf16": {"step_mode": "alternating", "channels_last": True, "amp": "bf16"},
 }
+# (fused, alternating) pairs that differ only in the step: same precision, layout and optimiser
+LIKE_FOR_LIKE = [("fused", "alternating + fused Adam"), ("fused + channels_last + bf16", "alternating + channels_last + bf16")]
 SLOW_VARIANTS = ("fused + compile",)  # compilation takes a minute on a small CPU: only with --all
 
 
@@ -109,7 +115,9 @@ def bench_variant(preset: str, overrides: dict[str, Any], data, s: BenchSettings
         start = time.perf_counter()
         trainer.train(trainer.step + s.steps)  # ends with a host sync (the history flush)
         speeds.append(s.steps * s.batch_size / (time.perf_counter() - start))
-    flops = count_step_flops(trainer) if not config.compile else float("nan")
+    # compilation fuses kernels but does the same arithmetic: count it on the eager twin of the step
+    counted = trainer if not config.compile else Trainer(dataclasses.replace(config, compile=False), data, device)
+    flops = count_step_flops(counted)
     median = statistics.median(speeds)
     return {"preset": preset, "images_per_second": median, "min": min(speeds), "max": max(speeds), "flops_per_image": flops / s.batch_size,
             "achieved_gflops": flops * median / s.batch_size / 1e9, "warmup_seconds": warmup_seconds}
@@ -161,6 +169,12 @@ def to_markdown(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         lines.append(f"| {r['preset']} | {r['variant']} | {r['images_per_second']:.0f} | {r['min']:.0f}-{r['max']:.0f} | {r['ratio']:.2f}x | "
                      f"{r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
+    speed = {(r["preset"], r["variant"]): r["images_per_second"] for r in result["rows"]}
+    pairs = [(p, f, a) for p in dict.fromkeys(r["preset"] for r in result["rows"]) for f, a in LIKE_FOR_LIKE
+             if (p, f) in speed and (p, a) in speed]
+    if pairs:
+        lines += ["", "Like for like (the same options, only the step differs): "
+                  + "; ".join(f"{p} {f} / {a}: {speed[p, f] / speed[p, a]:.2f}x" for p, f, a in pairs) + "."]
     e = result["estimate_mi"]
     lines += ["", f"`estimate_mi` (budget '{e['settings']}', batch {e['batch_size']}): {e['seconds']:.1f} s for {e['q_steps']} Q steps "
                   f"and {e['n_eval']} evaluation samples."]

@@ -199,6 +199,30 @@ def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
+def contrast(groups: dict[str, list[dict[str, Any]]], model: str, reference: str) -> pd.DataFrame:
+    """``model`` minus ``reference`` per headline metric, over seeds: the two means, their difference and a
+    Welch 95% interval for it. ``resolved`` is True where that interval excludes zero, i.e. where this
+    many seeds separate the two models; elsewhere the difference is within seed-to-seed noise."""
+    from scipy import stats
+
+    a = pd.DataFrame([headline(r) for r in groups[model]], dtype=float)
+    b = pd.DataFrame([headline(r) for r in groups[reference]], dtype=float)
+    rows = {}
+    for metric in HEADLINE:
+        x, y = a[metric].dropna().to_numpy(), b[metric].dropna().to_numpy()
+        if len(x) < 2 or len(y) < 2:
+            continue  # a metric one of the models lacks, or a single seed: no interval
+        diff = x.mean() - y.mean()
+        if np.ptp(x) == 0 and np.ptp(y) == 0:  # identical values within each model: nothing to estimate
+            lo = hi = diff
+        else:
+            lo, hi = stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
+        rows[metric] = {model: x.mean(), reference: y.mean(), "difference": diff, "ci95 low": lo, "ci95 high": hi,
+                        "resolved": bool(lo > 0 or hi < 0)}
+    return pd.DataFrame(rows).T.astype({model: float, reference: float, "difference": float, "ci95 low": float,
+                                         "ci95 high": float, "resolved": bool})
+
+
 # Unsupervised accuracy of a 10-way code on full MNIST, as published (for comparison tables).
 PUBLISHED_MNIST_ACCURACY = [
     {"method": "JointVAE (Dupont 2018)", "accuracy": "88.7%", "data and budget": "full MNIST, as published"},

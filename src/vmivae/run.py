@@ -75,7 +75,7 @@ def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], conf
 
 def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: bool = False) -> Run:
     """Read a run directory back: networks ready in eval mode, config, history and metrics."""
-    from .training import resolve_device
+    from .device import resolve_device
 
     path = ckpt.check_run_dir(Path(path))
     info, config = read_run_info(path)

@@ -84,8 +84,8 @@ def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", devi
     ``workers > 1`` trains independent runs in that many processes, each with ``cores // workers``
     threads: on a small CPU two single-threaded runs get more done than one run on two threads.
     """
+    from .device import use_all_cores
     from .run import load_run
-    from .training import use_all_cores
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ def _eval_name(settings: str, paths: tuple[str, ...]) -> str:
 
 def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ...] = ("generation",), workers: int = 1) -> list[dict[str, Any]]:
     """``evaluate`` every run once; results are cached as JSON inside each run directory."""
-    from .training import use_all_cores
+    from .device import use_all_cores
 
     for run in runs:
         if run.path is None:
@@ -163,8 +163,8 @@ def ensure_measured_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "ru
     Each task trains a run and evaluates it straight away, so evaluations overlap the remaining trainings
     instead of waiting for the slowest of them.
     """
+    from .device import use_all_cores
     from .run import load_run
-    from .training import use_all_cores
 
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)

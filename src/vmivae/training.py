@@ -28,6 +28,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import Config
 from .data import BatchSampler, ImageData, as_image_data, load
+from .device import resolve_amp, resolve_device, use_all_cores
 from .errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from .latents import temperature_at
 from .run import HISTORY_COLUMNS, Run, history_frame, read_run_info
@@ -35,50 +36,6 @@ from .steps import METRICS, Objective, Stepper, build_networks
 
 FINAL_WINDOW = 100  # metrics.json "final": mean over the last this-many steps
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' was requested but CUDA is not available here; use device=auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device '{name}' was requested but MPS is not available here; use device=auto or cpu")
-    return device
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` computes bf16 matrix products natively (CUDA Ampere+, CPUs with AVX512-BF16/AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a config's ``amp`` on ``device`` (None: plain fp32)."""
-    if amp == "bf16" and device.type in ("cpu", "cuda"):
-        return torch.bfloat16
-    if amp == "auto" and native_bf16(device):
-        return torch.bfloat16
-    return None
-
-
-def use_all_cores() -> int:
-    """Use every core this process may run on for CPU kernels; returns the thread count."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    return n
 
 
 def objective_of(config: Config) -> Objective:
