@@ -103,6 +103,9 @@ def format_table(result: dict[str, Any]) -> str:
              f"  {'component':<12}{'nats':>8}  {'95% CI':>17}  {'H(c)':>7}  {'fraction':>8}"]
     for name, c in result["mi"].items():
         lines.append(f"  {name:<12}{c['nats']:>8.3f}  [{c['ci95'][0]:>7.3f}, {c['ci95'][1]:>7.3f}]  {c['entropy']:>7.3f}  {c['fraction']:>8.1%}")
+    if any(name != "categorical" for name in result["mi"]):
+        lines += ["  note: for a Gaussian dim H(c) is a differential entropy, not a ceiling; its bound is",
+                  "  -log(spread left after reading it back), so a fraction above 100% is expected"]
 
     def fmt(value: Any) -> str:
         return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"

@@ -14,6 +14,13 @@ scored on a separate evaluation set.
   ``H(c)`` is estimated from the evaluation codes (plug-in for the category, m-spacing for Gaussian
   dims), so the result is an estimate of the bound, not a guaranteed bound.
 
+For a Gaussian component ``H(c)`` is a *differential* entropy, which does not bound ``I(c; x~)``:
+``I = h(c) - h(c | x~)``, and ``h(c | x~)`` turns negative once the image pins ``c`` down to a spread
+below ``1 / sqrt(2 pi e)``; through a deterministic decoder that uses ``c`` the true MI is infinite. The
+bound then measures how precisely Q reads ``c`` back: with a Gaussian Q of residual spread ``sigma``
+(the prior's is 1), ``h(c) - CE = -log(sigma)``, so its ``fraction`` exceeds 1 once ``sigma < 0.24``.
+For the categorical code ``H(c) = log K`` is a true ceiling and the fraction lies in [0, 1] up to noise.
+
 Confidence intervals: percentile bootstrap over the evaluation samples (``n_boot`` resamples); it covers
 the evaluation-set noise, not the variation between Q fits (``estimate_mi_refits`` measures that).
 """
@@ -72,7 +79,7 @@ class ComponentMI:
     nats: float  # H(c) - CE on the evaluation set
     ci95: tuple[float, float]  # bootstrap percentile interval
     entropy: float  # H(c) used
-    fraction: float  # nats / entropy
+    fraction: float  # nats / entropy; may exceed 1 for a Gaussian dim (differential entropy, see above)
     path: str  # generation | reconstruction
     cross_entropy: float  # mean -log Q(c | x~)
 
