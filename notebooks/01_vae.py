@@ -33,7 +33,6 @@ runs_dir = "../runs"  # trained runs are cached here and shared between notebook
 figures_dir = "../figures"  # every figure is also saved here as <notebook>_<name>.png
 
 # %%
-from IPython.display import display
 
 import vmivae
 from vmivae import plots
@@ -41,9 +40,7 @@ from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile  # the MI estimator's budget follows the profile (smoke | quick | full)
 
-
-def show(fig, name):  # save as figures/01_<name>.png and display once
-    display(plots.save(fig, figures_dir, f"01_{name}"))
+show = plots.figure_saver(figures_dir, "01")  # show(fig, name): figures/01_<name>.png, displayed once
 
 
 # %% [markdown]

@@ -33,7 +33,6 @@ figures_dir = "../figures"
 
 # %%
 import numpy as np
-from IPython.display import display
 
 from vmivae import plots
 from vmivae.latents import STANDARD_NORMAL_ENTROPY
@@ -41,9 +40,7 @@ from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
 
-
-def show(fig, name):  # save as figures/02_<name>.png and display once
-    display(plots.save(fig, figures_dir, f"02_{name}"))
+show = plots.figure_saver(figures_dir, "02")  # show(fig, name): figures/02_<name>.png, displayed once
 
 
 # %% [markdown]

@@ -35,7 +35,6 @@ figures_dir = "../figures"
 import math
 
 import pandas as pd
-from IPython.display import display
 
 import vmivae
 from vmivae import plots
@@ -44,9 +43,7 @@ from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
 
-
-def show(fig, name):  # save as figures/03_<name>.png and display once
-    display(plots.save(fig, figures_dir, f"03_{name}"))
+show = plots.figure_saver(figures_dir, "03")  # show(fig, name): figures/03_<name>.png, displayed once
 
 
 # %% [markdown]

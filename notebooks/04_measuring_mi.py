@@ -33,7 +33,6 @@ figures_dir = "../figures"
 
 # %%
 import pandas as pd
-from IPython.display import display
 
 from vmivae import plots
 from vmivae.evaluation import headline
@@ -42,9 +41,7 @@ from vmivae.validation import validate_estimator
 
 estimator = profile
 
-
-def show(fig, name):  # save as figures/04_<name>.png and display once
-    display(plots.save(fig, figures_dir, f"04_{name}"))
+show = plots.figure_saver(figures_dir, "04")  # show(fig, name): figures/04_<name>.png, displayed once
 
 
 # %% [markdown]

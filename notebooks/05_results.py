@@ -42,9 +42,7 @@ from vmivae.run_cache import RunSpec, ensure_measured_runs
 
 estimator = profile
 
-
-def show(fig, name):  # save as figures/05_<name>.png and display once
-    display(plots.save(fig, figures_dir, f"05_{name}"))
+show = plots.figure_saver(figures_dir, "05")  # show(fig, name): figures/05_<name>.png, displayed once
 
 
 # %% [markdown]

@@ -50,3 +50,13 @@ def test_traversal_of_a_missing_code_is_an_error(smoke_runs):
     gaussian = load_run(smoke_runs["paper-gaussian"])
     with pytest.raises(ValueError, match="no categorical code"):
         plots.category_rows(gaussian.vae)
+
+
+def test_figure_saver_writes_the_stable_name_and_displays_once(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    fig = plots.kl_per_dim({"VMI": [0.1, 0.5]})
+    plots.figure_saver(tmp_path / "figures", "07")(fig, "kl")
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["07_kl.png"]
+    assert shown == [fig]
+    assert not matplotlib.pyplot.get_fignums()  # the pyplot handle is closed: no second inline copy

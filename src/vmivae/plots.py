@@ -32,6 +32,21 @@ def save(fig: Figure, folder: str | Path, name: str, dpi: int = 110) -> Figure:
     return fig
 
 
+def figure_saver(folder: str | Path, prefix: str) -> Callable[[Figure, str], None]:
+    """``show(fig, name)`` for a notebook: write ``<folder>/<prefix>_<name>.png`` and display the figure once.
+
+    The stable file name is what ``run_all.sh`` publishes; displaying the returned figure (rather than
+    leaving pyplot's handle open) keeps each figure in the executed notebook exactly once.
+    """
+
+    def show(fig: Figure, name: str) -> None:
+        from IPython.display import display  # a notebook dependency, not a library one
+
+        display(save(fig, folder, f"{prefix}_{name}"))
+
+    return show
+
+
 def _styled(fn: Callable[..., Figure]) -> Callable[..., Figure]:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs) -> Figure:
