@@ -137,6 +137,7 @@ def test_resume_needs_resume_or_out(capsys):
     (lambda p: p.write_text("not a checkpoint"), "is truncated or not a PyTorch file"),
     (lambda p: torch.save({"weights": torch.zeros(3)}, p), "is a PyTorch file but not a vmivae checkpoint"),
     (lambda p: torch.save({"format": "vmivae-checkpoint", "format_version": 99}, p), "written by a newer vmivae"),
+    (lambda p: torch.save({"format": "vmivae-checkpoint", "format_version": 1}, p), "written by an older vmivae"),
 ])
 def test_damaged_or_foreign_checkpoints(finished_run, tmp_path, capsys, damage, message):
     run = copy_run(finished_run, tmp_path)

@@ -41,32 +41,46 @@ def test_resume_refuses_to_change_the_model_or_to_do_nothing(tmp_path):
         vmivae.resume(tmp_path / "run", progress=False)
 
 
-def _train_cli(out: Path, steps: int, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "vmivae", "train", "--preset", "paper-joint", "--profile", "smoke", "--set", f"steps={steps}",
-           "--set", "checkpoint_every=1000", "--set", "log_every=1", "--out", str(out), *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class TrainingProcess:
+    """``vmivae train`` in a real subprocess, its stderr collected live so the test can wait for what it says."""
 
+    def __init__(self, out: Path, steps: int, *extra: str):
+        import threading
 
-def _wait_for_training(out: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
-    """Until the progress bar shows steps (the run is inside its training loop)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if (out / "config.json").is_file() and proc.poll() is None:
-            time.sleep(4)  # past model construction and into the loop
-            return
-        time.sleep(0.2)
-    raise AssertionError("training did not start")
+        cmd = [sys.executable, "-m", "vmivae", "train", "--preset", "paper-joint", "--profile", "smoke", "--set", f"steps={steps}",
+               "--set", "checkpoint_every=1000", "--set", "log_every=1", "--out", str(out), *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.seen.extend(iter(lambda: self.proc.stderr.read(1), "")), daemon=True)
+        self.reader.start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.seen)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while text not in self.stderr and self.proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+
+    def wait_until_training(self) -> None:
+        self.wait_for("loss=", 120)  # a logged step: the loop, and its signal handlers, are running
+        assert "loss=" in self.stderr and self.proc.poll() is None, f"training did not start: {self.stderr[-500:]}"
+
+    def finish(self) -> int:
+        self.proc.wait(timeout=120)
+        self.reader.join(timeout=5)
+        return self.proc.returncode
 
 
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_writes_a_checkpoint_and_says_how_to_resume(tmp_path, signum, code):
     out = tmp_path / "run"
-    proc = _train_cli(out, 100_000)
-    _wait_for_training(out, proc)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == code, stderr
-    assert f"vmivae train --resume {out}" in stderr and "Traceback" not in stderr
+    run = TrainingProcess(out, 100_000)
+    run.wait_until_training()
+    run.proc.send_signal(signum)
+    assert run.finish() == code, run.stderr[-500:]
+    assert f"vmivae train --resume {out}" in run.stderr and "Traceback" not in run.stderr
     state = load_checkpoint(out / "checkpoint.pt")
     assert 0 < state["step"] < 100_000 and len(state["history"]) == state["step"]
     assert not (out / "metrics.json").exists()  # not finished, and it does not look finished
@@ -76,24 +90,26 @@ def test_a_signal_writes_a_checkpoint_and_says_how_to_resume(tmp_path, signum, c
     assert vmivae.load_run(out).metrics["steps"] == state["step"] + 3
 
 
-def test_a_second_ctrl_c_aborts_at_once(tmp_path):
-    import threading
+def _interrupt_twice(out: Path) -> tuple[int, str]:
+    """Ctrl-C a training run, and Ctrl-C it again once the first one has been acknowledged."""
+    run = TrainingProcess(out, 100_000, "--set", "batch_size=4000")  # slow steps (~2 s): the second signal lands mid-step
+    run.wait_until_training()
+    run.proc.send_signal(signal.SIGINT)
+    run.wait_for("SIGINT received", 30)  # the first one was handled...
+    if run.proc.poll() is None:
+        run.proc.send_signal(signal.SIGINT)  # ...so this one is a second Ctrl-C, not a duplicate of the first
+    return run.finish(), run.stderr
 
-    out = tmp_path / "run"
-    proc = _train_cli(out, 100_000, "--set", "batch_size=2000")  # slow steps: the second signal lands mid-step
-    _wait_for_training(out, proc)
-    seen: list[str] = []
-    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
-    reader.start()
-    proc.send_signal(signal.SIGINT)
-    deadline = time.time() + 30
-    while "SIGINT received" not in "".join(seen) and time.time() < deadline:  # the first one was handled...
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # ...so this one is a second Ctrl-C, not a duplicate of the first
-    proc.wait(timeout=60)
-    reader.join(timeout=5)
-    stderr = "".join(seen)
-    assert proc.returncode == 130 and "aborted at once" in stderr, stderr[-500:]
+
+def test_a_second_ctrl_c_aborts_at_once(tmp_path):
+    for attempt in range(3):
+        out = tmp_path / f"run{attempt}"
+        code, stderr = _interrupt_twice(out)
+        if "aborted at once" in stderr:
+            break
+        # Inconclusive only if the first Ctrl-C's clean stop finished before the second one arrived.
+        assert code == 130 and f"vmivae train --resume {out}" in stderr, stderr[-500:]
+    assert code == 130 and "aborted at once" in stderr, stderr[-500:]
     assert not (out / "metrics.json").exists()
     assert not list(out.glob(".*.tmp"))  # nothing half-written is left behind
 

@@ -67,3 +67,24 @@ def test_scale_grad_is_identity_forward_and_scales_backward():
     torch.testing.assert_close(y, x)
     (y * 2).sum().backward()
     torch.testing.assert_close(x.grad, torch.full((5,), 0.5))
+
+
+@pytest.mark.parametrize("recon_loss", ["mse", "bernoulli", "gaussian"])
+def test_the_logged_recon_mse_is_the_mean_squared_error_whatever_the_loss(recon_loss):
+    from vmivae.steps import METRICS
+
+    config = make_config("paper-joint", "smoke", {"batch_size": 8, "recon_loss": recon_loss})
+    torch.manual_seed(0)
+    vae, q = build_networks((1, 28, 28), config)
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    # lr = 0 keeps the weights, so an eval-free forward with the same noise reproduces the step's x_hat
+    opt_v, opt_q = torch.optim.Adam(vae.parameters(), lr=0.0), torch.optim.Adam(q.parameters(), lr=0.0)
+    stepper = Stepper(vae, q, list(vae.parameters()), list(q.parameters()), objective_of(config), opt_v, opt_q, "fused")
+    torch.manual_seed(1)
+    metrics = dict(zip(METRICS, stepper(x, torch.tensor(0.7)).tolist()))
+    torch.manual_seed(1)
+    out, recon, _, _ = vae_forward(vae, x, torch.tensor(0.7), objective_of(config))
+    expected = torch.nn.functional.mse_loss(out.x_hat, x).item()
+    assert metrics["recon_mse"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["recon"] == pytest.approx(recon.item(), rel=1e-5)
+    assert (metrics["recon"] == pytest.approx(expected, rel=1e-5)) == (recon_loss == "mse")

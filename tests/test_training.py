@@ -30,7 +30,7 @@ def test_smoke_run_through_the_cli_learns_and_writes_everything(cli_runs, preset
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "history.csv", "metrics.json"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"steps", "seconds", "images_per_second", "final"} <= set(metrics)
-    assert {"recon", "kl", "mi_ce"} <= set(metrics["final"]) and metrics["steps"] == 30
+    assert {"recon_mse", "recon", "kl", "mi_ce"} <= set(metrics["final"]) and metrics["steps"] == 30
     history = pd.read_csv(run / "history.csv")
     assert len(history) == 30 and history["step"].tolist() == list(range(1, 31))
     assert history["loss"].tail(5).mean() < 0.8 * history["loss"].head(5).mean()

@@ -26,7 +26,7 @@ import torch
 from .errors import CheckpointError, OutputError
 
 FORMAT = "vmivae-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the history gained the recon_mse column
 CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
 RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
 _UMASK = os.umask(0)
@@ -84,6 +84,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path} is a PyTorch file but not a vmivae checkpoint; pass a run directory written by vmivae train")
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer vmivae (format {state['format_version']}); upgrade vmivae")
+    if state.get("format_version", 0) < FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by an older vmivae (format {state.get('format_version', 0)}, this one reads "
+                              f"{FORMAT_VERSION}); train the run again")
     return state
 
 

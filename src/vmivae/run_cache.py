@@ -55,14 +55,14 @@ def _cost(spec: RunSpec) -> float:
 
 
 def _finished(path: Path, config: Config) -> bool:
-    """A finished run (metrics.json) whose stored config hash is the requested one."""
+    """A finished run (metrics.json) with the requested config hash, written in this version's checkpoint format."""
     if not (path / ckpt.METRICS).is_file() or not (path / ckpt.CONFIG).is_file():
         return False
     try:
-        stored = json.loads((path / ckpt.CONFIG).read_text()).get("config_hash")
+        stored = json.loads((path / ckpt.CONFIG).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return stored == config.hash()
+    return stored.get("config_hash") == config.hash() and stored.get("checkpoint_format") == ckpt.FORMAT_VERSION
 
 
 def _train_one(spec: RunSpec, runs_dir: str, device: str, threads: int) -> str:

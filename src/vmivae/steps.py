@@ -22,6 +22,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .latents import categorical_kl_uniform, gaussian_kl
@@ -29,7 +30,8 @@ from .models import VAE, QNetwork, VAEOutput
 from .objectives import MIComponents, mi_batch, mi_cross_entropies, reconstruction_loss
 
 # Order of the per-step metrics a step returns (one small tensor, no host sync).
-METRICS = ("loss", "recon", "kl_cont", "kl_cat", "ce_cat", "ce_cont", "q_loss")
+METRICS = ("loss", "recon", "kl_cont", "kl_cat", "ce_cat", "ce_cont", "q_loss", "recon_mse")
+# recon_mse is the per-pixel MSE of the reconstructions whatever the reconstruction loss: comparable across runs.
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -133,8 +135,10 @@ class Stepper:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         optimizer.step()
 
-    def _metrics(self, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss) -> torch.Tensor:
-        return torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss]).detach().float()
+    def _metrics(self, out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss) -> torch.Tensor:
+        with torch.no_grad():  # for the paper's loss the MSE is the reconstruction term itself: no extra work
+            mse = recon if self.objective.recon_loss == "mse" else F.mse_loss(out.x_hat.float(), x.float())
+        return torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, mse]).detach().float()
 
     # ---------------------------------------------------------------- the three steps
     def _vae_only(self, x, tau):
@@ -145,7 +149,7 @@ class Stepper:
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
-        return self._metrics(loss, recon, kl_cont, kl_cat, zero, zero, zero)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, zero, zero, zero)
 
     def _fused(self, x, tau):
         o = self.objective
@@ -168,7 +172,7 @@ class Stepper:
             torch.autograd.backward(q_loss, inputs=self.q_params)
         self._update(self.vae_opt, self.vae_params)
         self._update(self.q_opt, self.q_params)
-        return self._metrics(loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
 
     def _alternating(self, x, tau):
         o = self.objective
@@ -191,7 +195,7 @@ class Stepper:
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self._update(self.q_opt, self.q_params)
-        return self._metrics(loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
 
 
 def build_networks(image_shape: tuple[int, int, int], config) -> tuple[VAE, QNetwork | None]:

@@ -216,16 +216,18 @@ def stop_on_signals(trainer: Trainer, announce: bool):
 
 
 def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, float]:
-    """Mean of the last ``window`` steps: reconstruction term, total KL, Q's cross-entropy."""
+    """Mean of the last ``window`` steps: reconstruction MSE and loss term, total KL, Q's cross-entropy."""
     tail = history_frame(rows).tail(window)
-    return {"recon": float(tail["recon"].mean()), "kl": float((tail["kl_cont"] + tail["kl_cat"]).mean()), "mi_ce": float(tail["q_loss"].mean())}
+    return {"recon_mse": float(tail["recon_mse"].mean()), "recon": float(tail["recon"].mean()),
+            "kl": float((tail["kl_cont"] + tail["kl_cat"]).mean()), "mi_ce": float(tail["q_loss"].mean())}
 
 
 def _meta(config: Config, data: ImageData, extra: dict[str, Any] | None) -> dict[str, Any]:
     from . import __version__
 
     return {"config": config.to_dict(), "config_hash": config.hash(), "image_shape": list(data.image_shape),
-            "dataset": data.name, "vmivae_version": __version__, "torch_version": str(torch.__version__), **(extra or {})}
+            "dataset": data.name, "vmivae_version": __version__,
+            "checkpoint_format": ckpt.FORMAT_VERSION, "torch_version": str(torch.__version__), **(extra or {})}
 
 
 def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, torch.device, int]:
