@@ -23,6 +23,13 @@ def _separate_gradients(vae, q, objective, x, tau, seed):
     return vae_grads, q_grads
 
 
+def _frozen_stepper(vae, q, config) -> Stepper:
+    """A fused Stepper whose optimisers run with lr = 0: the weights stay put, so gradients and outputs can be checked after a step."""
+    opt_v = torch.optim.Adam(vae.parameters(), lr=0.0)
+    opt_q = torch.optim.Adam(q.parameters(), lr=0.0)
+    return Stepper(vae, q, list(vae.parameters()), list(q.parameters()), objective_of(config), opt_v, opt_q, "fused")
+
+
 @pytest.mark.parametrize("preset,overrides", [
     ("paper-joint", {}),  # two different lambdas: two restricted backward passes
     ("paper-joint", {"lambda_cont": 0.01}),  # one shared lambda: the single-backward path
@@ -37,10 +44,7 @@ def test_fused_gradients_equal_the_separate_computations(preset, overrides):
     x = torch.rand(16, 1, 28, 28) * 2 - 1
     tau = torch.tensor(0.7)
     expected_vae, expected_q = _separate_gradients(vae, q, objective_of(config), x, tau, seed=3)
-    # lr = 0: the optimisers run but the weights stay put, so the gradients can be read afterwards
-    opt_v = torch.optim.Adam(vae.parameters(), lr=0.0)
-    opt_q = torch.optim.Adam(q.parameters(), lr=0.0)
-    stepper = Stepper(vae, q, list(vae.parameters()), list(q.parameters()), objective_of(config), opt_v, opt_q, "fused")
+    stepper = _frozen_stepper(vae, q, config)
     torch.manual_seed(3)
     stepper(x, tau)
     for p, g in zip(vae.parameters(), expected_vae):
@@ -77,9 +81,7 @@ def test_the_logged_recon_mse_is_the_mean_squared_error_whatever_the_loss(recon_
     torch.manual_seed(0)
     vae, q = build_networks((1, 28, 28), config)
     x = torch.rand(8, 1, 28, 28) * 2 - 1
-    # lr = 0 keeps the weights, so an eval-free forward with the same noise reproduces the step's x_hat
-    opt_v, opt_q = torch.optim.Adam(vae.parameters(), lr=0.0), torch.optim.Adam(q.parameters(), lr=0.0)
-    stepper = Stepper(vae, q, list(vae.parameters()), list(q.parameters()), objective_of(config), opt_v, opt_q, "fused")
+    stepper = _frozen_stepper(vae, q, config)  # a second forward with the same noise reproduces the step's x_hat
     torch.manual_seed(1)
     metrics = dict(zip(METRICS, stepper(x, torch.tensor(0.7)).tolist()))
     torch.manual_seed(1)
