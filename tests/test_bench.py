@@ -5,7 +5,7 @@ import torch
 
 from vmivae import bench
 from vmivae.config import make_config
-from vmivae.data import load
+from vmivae.datasets import load
 from vmivae.training import Trainer
 
 

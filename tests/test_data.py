@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import vmivae
-from vmivae.data import BatchSampler, as_image_data, is_available, load
+from vmivae.batches import BatchSampler
+from vmivae.datasets import as_image_data, is_available, load
 from vmivae.errors import DataError
 
 

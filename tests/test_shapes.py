@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from vmivae import load
-from vmivae.shapes import FACTOR_NAMES, GRIDS, factor_values, grid, render, split_indices
+from vmivae.datasets.shapes import FACTOR_NAMES, GRIDS, factor_values, grid, render, split_indices
 
 
 def test_rendering_is_deterministic():

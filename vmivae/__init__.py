@@ -15,7 +15,7 @@ Typical use::
 __version__ = "0.1.0"
 
 from .config import Config, list_presets, list_profiles, make_config  # noqa: E402
-from .data import ImageData, load  # noqa: E402
+from .datasets import ImageData, load  # noqa: E402
 from .errors import VMIVAEError  # noqa: E402
 from .run import Run, load_run  # noqa: E402
 from .training import fit, resume  # noqa: E402

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from .config import make_config
-from .data import load
+from .datasets import load
 from .device import resolve_device, use_all_cores
 from .training import Trainer
 

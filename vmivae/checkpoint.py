@@ -14,52 +14,20 @@ accepted, so a crafted file cannot execute code on load.
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import CheckpointError, OutputError
+from .files import save_tensors
 
 FORMAT = "vmivae-checkpoint"
-FORMAT_VERSION = 2  # 2: the history gained the recon_mse column
+FORMAT_VERSION = 3  # 2: the history gained recon_mse; 3: h_cat and codes_used
 CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
 RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    _atomic(path, lambda f: f.write(data))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())  # keep insertion order (z0, z1, ..., z10)
-
-
-def save_tensors(path: Path, obj: Any) -> None:
-    """Atomically ``torch.save`` tensors and plain containers (checkpoints, dataset caches)."""
-    _atomic(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

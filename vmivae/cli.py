@@ -41,7 +41,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _datasets(args: argparse.Namespace) -> int:
-    from .data import REGISTRY, data_root, is_available
+    from .datasets import REGISTRY, data_root, is_available
 
     root = data_root(args.root)
     print(f"data root: {root}  (set with --root or $VMIVAE_DATA)")

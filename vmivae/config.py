@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from .datasets import DATASET_NAMES
 from .errors import ConfigError, unknown_name
 from .latents import LatentSpec
 from .objectives import RECON_LOSSES, MIComponents
@@ -54,6 +55,8 @@ class Config:
     mi_source: str = "reconstruction"  # images in the bound: reconstruction | generation | both
     lambda_cat: float = 0.0  # weight of CE_cat in the VAE loss (0 = vanilla VAE, Q still trained)
     lambda_cont: float = 0.0  # weight of CE_cont in the VAE loss
+    aggregate_entropy: bool = False  # add + H(c) of the aggregate code (batch estimate) so the code's term is a true bound
+    lambda_entropy: float | None = None  # weight of that H(c) term; null: lambda_cat (the term is then lambda_cat * (H - CE))
     # --- the ELBO
     recon_loss: str = "mse"  # mse (paper, mean-reduced) | gaussian | bernoulli (summed NLLs)
     kl_weight: float = 0.005  # weight of the KL terms
@@ -83,6 +86,13 @@ class Config:
     @property
     def latent(self) -> LatentSpec:
         return LatentSpec(self.continuous, self.categorical)
+
+    @property
+    def entropy_weight(self) -> float:
+        """Weight of the aggregate code entropy in the VAE's objective (0 unless ``aggregate_entropy``)."""
+        if not self.aggregate_entropy:
+            return 0.0
+        return self.lambda_cat if self.lambda_entropy is None else self.lambda_entropy
 
     @property
     def components(self) -> MIComponents:
@@ -163,8 +173,6 @@ def _check_keys(d: dict[str, Any], where: str) -> None:
 
 def _validate(c: Config) -> None:
     """Range and consistency checks; one sentence per problem."""
-    from .data import DATASET_NAMES  # local: config must stay importable without the data stack
-
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(message)
@@ -183,6 +191,10 @@ def _validate(c: Config) -> None:
     for key in ("lambda_cat", "lambda_cont", "kl_weight", "tau_rate"):
         need(getattr(c, key) >= 0, f"{key} must be non-negative, got {getattr(c, key)}")
     need(c.lambda_cat == 0 or c.mi_categorical, "lambda_cat > 0 needs the categorical code in the bound: set mi_categorical: true")
+    need(not c.aggregate_entropy or c.mi_categorical, "aggregate_entropy is the entropy of the categorical code in the bound: set mi_categorical: true")
+    need(not c.aggregate_entropy or c.mi_source != "generation",
+         "aggregate_entropy has no effect on the generation path (its codes come from the prior, H(c) = log K); use reconstruction or both")
+    need(c.lambda_entropy is None or c.lambda_entropy >= 0, f"lambda_entropy must be null or non-negative, got {c.lambda_entropy}")
     need(c.lambda_cont == 0 or c.mi_dims, "lambda_cont > 0 needs Gaussian dims in the bound: set mi_dims, e.g. [0, 1]")
     need(c.tau0 > 0 and c.tau_min > 0, f"temperatures must be positive, got tau0={c.tau0}, tau_min={c.tau_min}")
     need(c.tau_min <= c.tau0, f"tau_min ({c.tau_min}) must not exceed tau0 ({c.tau0})")

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from . import metrics
-from .data import ImageData, load
+from .datasets import ImageData, load
 from .latents import categorical_kl_uniform, gaussian_kl_per_dim
 from .mi import SETTINGS, estimate_mi
 from .run import Run, load_run
@@ -136,8 +136,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from .checkpoint import check_run_dir, write_json
+    from .checkpoint import check_run_dir
     from .errors import OutputError
+    from .files import write_json
 
     out = Path(args.out)
     if out.exists() and not args.overwrite:

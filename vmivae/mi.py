@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .data import ImageData
+from .datasets import ImageData
 from .device import resolve_amp
 from .latents import STANDARD_NORMAL_ENTROPY, LatentSpec, gaussian_log_likelihood, sample_prior
 from .metrics import discrete_entropy, spacing_entropy

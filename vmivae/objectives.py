@@ -60,6 +60,28 @@ def gaussian_cross_entropy(q_mean: torch.Tensor, q_log_std: torch.Tensor, z: tor
     return -gaussian_log_likelihood(z, q_mean, q_log_std).sum(dim=1).mean()
 
 
+def aggregate_code_entropy(logits: torch.Tensor, source: str = "reconstruction") -> torch.Tensor:
+    """Batch estimate of ``H(c)`` for the categorical codes Q must recover, in nats (a scalar).
+
+    On the reconstruction path the codes are the encoder's samples, distributed as the aggregate
+    posterior ``q(c) = E_x q(c | x)``; the estimate is the entropy of the batch mean of the posteriors,
+    ``H(mean_b softmax(logits_b))``. With ``source="both"`` half of the codes come from the uniform
+    prior, so their mixture ``(q(c) + 1/K) / 2`` is used; ``source="generation"`` gives ``log K`` exactly.
+
+    ``I(c; x~) >= H(c) - CE`` needs this term: the paper's loss drops it as a constant, but on the
+    reconstruction path it is not one, and without it an encoder lowers CE by using fewer categories.
+    The entropy is concave, so for a batch of ``B`` images the estimate is biased low (Jensen), by about
+    ``sum_k Var_x[q(k | x)] / (2 B q(k))``, at most ``(K - 1) / (2 B)`` nats (hard posteriors).
+    """
+    k = logits.shape[-1]
+    if source == "generation":
+        return logits.new_tensor(math.log(k))
+    mean = F.softmax(logits.float(), dim=-1).mean(dim=0)
+    if source == "both":
+        mean = 0.5 * mean + 0.5 / k
+    return -(mean * mean.clamp_min(1e-12).log()).sum()
+
+
 def mi_lower_bound(entropy: float | torch.Tensor, cross_entropy: float | torch.Tensor) -> float | torch.Tensor:
     """Variational lower bound ``I(c; x~) >= H(c) - CE`` in nats.
 

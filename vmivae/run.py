@@ -16,7 +16,7 @@ from .errors import CheckpointError
 from .models import VAE, QNetwork
 from .steps import METRICS, build_networks
 
-HISTORY_COLUMNS = ("step", *METRICS, "tau")
+HISTORY_COLUMNS = ("step", *METRICS, "tau", "codes_used")
 
 
 def history_frame(rows: Any) -> pd.DataFrame:

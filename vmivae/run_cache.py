@@ -23,6 +23,7 @@ import torch
 from . import checkpoint as ckpt
 from .config import Config, make_config
 from .errors import CheckpointError
+from .files import write_json
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _evaluate_one(run_dir: str, settings: str, paths: tuple[str, ...], threads: 
         torch.set_num_threads(threads)
     result = evaluate(run_dir, settings=settings, paths=paths)
     out = Path(run_dir) / _eval_name(settings, paths)
-    ckpt.write_json(out, result)
+    write_json(out, result)
     return str(out)
 
 

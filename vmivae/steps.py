@@ -27,11 +27,15 @@ from torch import nn
 
 from .latents import categorical_kl_uniform, gaussian_kl
 from .models import VAE, QNetwork, VAEOutput
-from .objectives import MIComponents, mi_batch, mi_cross_entropies, reconstruction_loss
+from .objectives import MIComponents, aggregate_code_entropy, mi_batch, mi_cross_entropies, reconstruction_loss
 
 # Order of the per-step metrics a step returns (one small tensor, no host sync).
-METRICS = ("loss", "recon", "kl_cont", "kl_cat", "ce_cat", "ce_cont", "q_loss", "recon_mse")
+METRICS = ("loss", "recon", "kl_cont", "kl_cat", "ce_cat", "ce_cont", "q_loss", "recon_mse", "h_cat")
 # recon_mse is the per-pixel MSE of the reconstructions whatever the reconstruction loss: comparable across runs.
+# h_cat is the batch estimate of H(c) of the codes in the bound (aggregate_code_entropy), tracked for every
+# model with a categorical code whether or not the loss uses it: it shows a collapsing code.
+# After METRICS a step returns, for a model with a K-way code, how many images of the batch had each
+# category as their most probable one (K counts): the trainer sums them into "codes used".
 
 
 class _ScaleGrad(torch.autograd.Function):
@@ -69,6 +73,7 @@ class Objective:
     lambda_cont: float = 0.0
     kl_weight: float = 0.005
     recon_loss: str = "mse"
+    entropy_weight: float = 0.0  # weight of + H(c) (aggregate_code_entropy) in the VAE's objective; 0: the paper's loss
 
     @property
     def shared_lambda(self) -> float | None:
@@ -91,6 +96,14 @@ def vae_forward(vae: nn.Module, x: torch.Tensor, tau: torch.Tensor, objective: O
     kl_cont = gaussian_kl(out.mu, out.logvar)
     kl_cat = categorical_kl_uniform(out.logits).mean() if out.logits is not None else recon.new_zeros(())
     return out, recon, kl_cont, kl_cat
+
+
+def code_entropy(out: VAEOutput, objective: Objective) -> torch.Tensor:
+    """Batch estimate of H(c) for the categorical codes in the bound (0 for a model without a code)."""
+    if out.logits is None:
+        return out.mu.new_zeros(())
+    h = aggregate_code_entropy(out.logits, objective.source)
+    return h if objective.entropy_weight else h.detach()
 
 
 def q_forward(q: nn.Module, images: torch.Tensor, c_target: torch.Tensor | None, z_target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,68 +133,75 @@ class Stepper:
         return torch.autocast(x.device.type, dtype=self.amp_dtype)
 
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        """Update both networks on batch ``x``; returns the detached ``METRICS`` as one tensor."""
+        """Update both networks on batch ``x``; returns the detached ``METRICS`` (then the K argmax counts) as one tensor."""
         if self.q is None:
             return self._vae_only(x, tau)
         return self._fused(x, tau) if self.mode == "fused" else self._alternating(x, tau)
 
     # ---------------------------------------------------------------- helpers
-    def _vae_loss(self, recon, kl_cont, kl_cat, ce_cat, ce_cont) -> torch.Tensor:
+    def _vae_loss(self, recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat) -> torch.Tensor:
         o = self.objective
-        return recon + o.kl_weight * (kl_cont + kl_cat) + o.lambda_cat * ce_cat + o.lambda_cont * ce_cont
+        return recon + o.kl_weight * (kl_cont + kl_cat) + o.lambda_cat * ce_cat + o.lambda_cont * ce_cont - o.entropy_weight * h_cat
 
     def _update(self, optimizer: torch.optim.Optimizer, params: list) -> None:
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         optimizer.step()
 
-    def _metrics(self, out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss) -> torch.Tensor:
+    def _metrics(self, out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat) -> torch.Tensor:
         with torch.no_grad():  # for the paper's loss the MSE is the reconstruction term itself: no extra work
             mse = recon if self.objective.recon_loss == "mse" else F.mse_loss(out.x_hat.float(), x.float())
-        return torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, mse]).detach().float()
+            values = torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, mse, h_cat]).detach().float()
+            if out.logits is None:
+                return values
+            counts = torch.bincount(out.logits.argmax(dim=1), minlength=out.logits.shape[1])
+            return torch.cat([values, counts.float()])
 
     # ---------------------------------------------------------------- the three steps
     def _vae_only(self, x, tau):
         with self._autocast(x):
             out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, self.objective)
             zero = recon.new_zeros(()).detach()
-            loss = self._vae_loss(recon, kl_cont, kl_cat, zero, zero)
+            h_cat = code_entropy(out, self.objective)
+            loss = self._vae_loss(recon, kl_cont, kl_cat, zero, zero, h_cat)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, zero, zero, zero)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, zero, zero, zero, h_cat)
 
     def _fused(self, x, tau):
         o = self.objective
         lam = o.shared_lambda
         with self._autocast(x):
             out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
+            h_cat = code_entropy(out, o)
             images, c_target, z_target = mi_batch(out, o.source, o.components)
             if lam is not None:  # one backward pass serves both networks
                 # The targets (the encoder's samples) carry gradient into the encoder too: scale them alike.
                 images, c_target, z_target = (_scaled(t, lam) for t in (images, c_target, z_target))
             ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
             q_loss = ce_cat + ce_cont
-            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
+            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat)
         self.vae_opt.zero_grad(set_to_none=True)
         self.q_opt.zero_grad(set_to_none=True)
         if lam is not None:
-            (recon + o.kl_weight * (kl_cont + kl_cat) + q_loss).backward()
+            (recon + o.kl_weight * (kl_cont + kl_cat) + q_loss - o.entropy_weight * h_cat).backward()
         else:
             torch.autograd.backward(loss, inputs=self.vae_params, retain_graph=True)
             torch.autograd.backward(q_loss, inputs=self.q_params)
         self._update(self.vae_opt, self.vae_params)
         self._update(self.q_opt, self.q_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat)
 
     def _alternating(self, x, tau):
         o = self.objective
         # VAE update (the reference's update_vae): Q's weights get gradients too, which are discarded.
         with self._autocast(x):
             out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
+            h_cat = code_entropy(out, o)
             images, c_target, z_target = mi_batch(out, o.source, o.components)
             ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont)
+            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
@@ -195,7 +215,7 @@ class Stepper:
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         self._update(self.q_opt, self.q_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss)
+        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat)
 
 
 def build_networks(image_shape: tuple[int, int, int], config) -> tuple[VAE, QNetwork | None]:

@@ -26,20 +26,24 @@ import torch
 
 from . import checkpoint as ckpt
 from . import distributed
+from .batches import BatchSampler
 from .config import Config
-from .data import BatchSampler, ImageData, as_image_data, load
+from .datasets import ImageData, as_image_data, load
 from .device import resolve_amp, resolve_device, use_all_cores
 from .errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
+from .files import write_json
 from .latents import temperature_at
 from .run import HISTORY_COLUMNS, Run, history_frame, read_run_info
 from .steps import METRICS, Objective, Stepper, build_networks
 
+CODE_USED_FRACTION = 0.01  # a category counts as used when it is the argmax of at least this share of images
 FINAL_WINDOW = 100  # metrics.json "final": mean over the last this-many steps
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
 
 
 def objective_of(config: Config) -> Objective:
-    return Objective(config.components, config.mi_source, config.lambda_cat, config.lambda_cont, config.kl_weight, config.recon_loss)
+    return Objective(config.components, config.mi_source, config.lambda_cat, config.lambda_cont, config.kl_weight, config.recon_loss,
+                     config.entropy_weight)
 
 
 class Trainer:
@@ -92,7 +96,7 @@ class Trainer:
         self.vae.train()
         if self.q is not None:
             self.q.train()
-        buffer = torch.zeros(c.log_every, len(METRICS), device=self.device)
+        buffer = torch.zeros(c.log_every, len(METRICS) + (c.categorical or 0), device=self.device)
         taus: list[float] = []
         start = time.perf_counter()
         while self.step < until:
@@ -119,14 +123,17 @@ class Trainer:
                 start = time.perf_counter()
 
     def _flush(self, block: torch.Tensor, taus: list[float]) -> np.ndarray:
-        values = distributed.mean_(block.clone(), self.dist).double().cpu().numpy()  # the one host sync of a log interval
+        block = distributed.mean_(block.clone(), self.dist).double().cpu().numpy()  # the one host sync of a log interval
+        values, counts = block[:, : len(METRICS)], block[:, len(METRICS) :].sum(axis=0)
+        # categories that were the most probable one for >= 1% of this interval's training images
+        codes_used = float((counts >= CODE_USED_FRACTION * counts.sum()).sum()) if counts.size else float("nan")
         steps = np.arange(self.step - len(taus) + 1, self.step + 1)
         finite = np.isfinite(values).all(axis=1)
         if not finite.all():
             first = int(np.argmin(finite))
             name = METRICS[int(np.argmin(np.isfinite(values[first])))]
             raise TrainingError(f"'{name}' became non-finite (nan or inf) at step {int(steps[first])}")
-        rows = np.column_stack([steps, values, taus])
+        rows = np.column_stack([steps, values, taus, np.full(len(steps), codes_used)])
         self.history.append(rows)
         return rows
 
@@ -283,7 +290,7 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         out_dir = Path(out) if out is not None else None
         info = _meta(config, data, meta)
         if out_dir is not None:
-            _on_main(dist, lambda: (ckpt.prepare_out_dir(out_dir, overwrite), ckpt.write_json(out_dir / ckpt.CONFIG, info)))
+            _on_main(dist, lambda: (ckpt.prepare_out_dir(out_dir, overwrite), write_json(out_dir / ckpt.CONFIG, info)))
         trainer = Trainer(config, data, device, dist)
         return _train(trainer, config, out_dir, info, progress and dist.is_main, n_threads, len(data))
     finally:
@@ -331,7 +338,7 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
 
         def reopen() -> None:  # the run is unfinished again until it completes
             (path / ckpt.METRICS).unlink(missing_ok=True)
-            ckpt.write_json(path / ckpt.CONFIG, info)
+            write_json(path / ckpt.CONFIG, info)
 
         _on_main(dist, reopen)
         return _train(trainer, config, path, info, progress and dist.is_main, n_threads, len(data))
@@ -395,7 +402,7 @@ def _train(trainer: Trainer, config: Config, out_dir: Path | None, info: dict[st
         "config_hash": config.hash(),
     }
     if out_dir is not None and dist.is_main:
-        ckpt.write_json(out_dir / ckpt.METRICS, metrics)
+        write_json(out_dir / ckpt.METRICS, metrics)
     if progress:
         print(f"vmivae: {trainer.step} steps in {trainer.seconds:.1f} s, {metrics['images_per_second']:.0f} images/s "
               f"({images} images this session)", file=sys.stderr)

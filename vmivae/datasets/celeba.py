@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import save_tensors
-from .data import ImageData, to_unit_range
-from .errors import DataError
+from ..errors import DataError
+from ..files import save_tensors
+from .base import ImageData, to_unit_range
 
 SIZE = 64
 CROP_FRACTION = 148 / 178  # the usual 148-pixel centre square of a 178-pixel-wide aligned face

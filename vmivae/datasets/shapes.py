@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import save_tensors
-from .data import ImageData, to_unit_range
+from ..files import save_tensors
+from .base import ImageData, to_unit_range
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "rotation", "x", "y")
