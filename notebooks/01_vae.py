@@ -33,15 +33,11 @@ runs_dir = "../runs"  # trained runs are cached here and shared between notebook
 figures_dir = "../figures"  # every figure is also saved here as <notebook>_<name>.png
 
 # %%
-
 import vmivae
 from vmivae import plots
-from vmivae.run_cache import RunSpec, ensure_measured_runs
+from vmivae.notebook import setup
 
-estimator = profile  # the MI estimator's budget follows the profile (smoke | quick | full)
-
-show = plots.figure_saver(figures_dir, "01")  # show(fig, name): figures/01_<name>.png, displayed once
-
+nb = setup("01", profile, device, seed, workers, runs_dir, figures_dir)  # seeds, run cache, figures/01_<name>.png
 
 # %% [markdown]
 # ## The data
@@ -55,7 +51,7 @@ show = plots.figure_saver(figures_dir, "01")  # show(fig, name): figures/01_<nam
 config = vmivae.make_config("paper-gaussian-baseline", profile, {"seed": seed})
 test = vmivae.load(config.dataset, "test")
 print(f"dataset {config.dataset}: test images {tuple(test.images.shape)}, pixel range [{test.images.min():.0f}, {test.images.max():.0f}]")
-show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: the first 32 test digits"), "data")
+nb.show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: the first 32 test digits"), "data")
 
 # %% [markdown]
 # ## The evidence lower bound
@@ -91,10 +87,9 @@ show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: the f
 # measured right after training (test split, evaluation mode); notebook 4 explains the measurements.
 
 # %%
-(run,), (result,) = ensure_measured_runs([RunSpec("paper-gaussian-baseline", profile, {"seed": seed})], runs_dir, device, workers,
-                                         estimator)
+(run,), (result,) = nb.measured([nb.spec("paper-gaussian-baseline")])
 print(f"{run.metrics['steps']} steps at batch {run.config.batch_size}, {run.metrics['images_per_second']:.0f} images/s on {run.metrics['device']}")
-show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")), "training_curves")
+nb.show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")), "training_curves")
 
 # %% [markdown]
 # ## Reconstructions and samples
@@ -102,10 +97,10 @@ show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")),
 # Reconstructions decode the posterior means of test digits; samples decode codes drawn from the prior.
 
 # %%
-show(plots.reconstructions(run.vae, test.images, n=12), "reconstructions")
+nb.show(plots.reconstructions(run.vae, test.images, n=12), "reconstructions")
 
 # %%
-show(plots.samples(run.vae, n=32, ncol=16), "samples")
+nb.show(plots.samples(run.vae, n=32, ncol=16), "samples")
 
 # %% [markdown]
 # ## Traversals
@@ -116,7 +111,7 @@ show(plots.samples(run.vae, n=32, ncol=16), "samples")
 
 # %%
 for dim in (0, 1):
-    show(plots.traversal(run.vae, f"z{dim}", n_rows=4), f"traversal_z{dim}")
+    nb.show(plots.traversal(run.vae, f"z{dim}", n_rows=4), f"traversal_z{dim}")
 
 # %% [markdown]
 # ## Which latent dimensions carry information?
@@ -129,7 +124,7 @@ for dim in (0, 1):
 # %%
 active = sum(kl > 0.01 for kl in result["kl_per_dim"])
 print(f"active dims (KL > 0.01 nats): {active} of {len(result['kl_per_dim'])}; test reconstruction MSE {result['recon_mse']:.4f}")
-show(plots.kl_per_dim({"baseline": result["kl_per_dim"]}), "kl_per_dim")
+nb.show(plots.kl_per_dim({"baseline": result["kl_per_dim"]}), "kl_per_dim")
 
 # %% [markdown]
 # ## Summary

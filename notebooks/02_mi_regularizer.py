@@ -36,12 +36,9 @@ import numpy as np
 
 from vmivae import plots
 from vmivae.latents import STANDARD_NORMAL_ENTROPY
-from vmivae.run_cache import RunSpec, ensure_measured_runs
+from vmivae.notebook import setup
 
-estimator = profile
-
-show = plots.figure_saver(figures_dir, "02")  # show(fig, name): figures/02_<name>.png, displayed once
-
+nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)  # seeds, run cache, figures/02_<name>.png
 
 # %% [markdown]
 # ## A lower bound on the information in a code
@@ -82,8 +79,7 @@ show = plots.figure_saver(figures_dir, "02")  # show(fig, name): figures/02_<nam
 # receive the unscaled gradient. A test checks that these gradients equal the two separate computations.
 
 # %%
-specs = [RunSpec("paper-gaussian", profile, {"seed": seed}), RunSpec("paper-gaussian-baseline", profile, {"seed": seed})]
-(vmi, baseline), measured = ensure_measured_runs(specs, runs_dir, device, workers, estimator)
+(vmi, baseline), measured = nb.measured([nb.spec("paper-gaussian"), nb.spec("paper-gaussian-baseline")])
 runs = {"VMI": vmi, "baseline": baseline}
 print({name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in runs.items()})
 
@@ -97,7 +93,7 @@ print({name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in run
 # diagnostic, not the measurement: that comes below, with a fresh $Q$.)
 
 # %%
-show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cont", entropy=2 * STANDARD_NORMAL_ENTROPY,
+nb.show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cont", entropy=2 * STANDARD_NORMAL_ENTROPY,
                      title="bound on I(z0, z1; x~) from the training-time Q"), "training_mi_curves")
 
 # %% [markdown]
@@ -109,11 +105,11 @@ show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cont", entropy
 # %%
 for name, r in runs.items():
     for dim in (0, 1):
-        show(plots.traversal(r.vae, f"z{dim}", n_rows=3, title=f"{name}: traversal of z{dim}"), f"traversal_{name.lower()}_z{dim}")
+        nb.show(plots.traversal(r.vae, f"z{dim}", n_rows=3, title=f"{name}: traversal of z{dim}"), f"traversal_{name.lower()}_z{dim}")
 
 # %%
 for name, r in runs.items():
-    show(plots.grid_2d(r.vae, (0, 1), values=np.linspace(-2.5, 2.5, 7), title=f"{name}: z0 (rows) x z1 (columns)"), f"grid_{name.lower()}")
+    nb.show(plots.grid_2d(r.vae, (0, 1), values=np.linspace(-2.5, 2.5, 7), title=f"{name}: z0 (rows) x z1 (columns)"), f"grid_{name.lower()}")
 
 # %% [markdown]
 # ## Measuring the information in every dimension
@@ -124,7 +120,7 @@ for name, r in runs.items():
 
 # %%
 results = dict(zip(runs, measured))
-show(plots.mi_profile(results, title="I(z_j; x~) lower bound per Gaussian dim (95% CI)"), "mi_profile")
+nb.show(plots.mi_profile(results, title="I(z_j; x~) lower bound per Gaussian dim (95% CI)"), "mi_profile")
 for name, result in results.items():
     mi = result["mi"]
     others = np.mean([mi[f"z{j}"]["nats"] for j in range(2, len(mi))])

@@ -39,12 +39,9 @@ import pandas as pd
 import vmivae
 from vmivae import plots
 from vmivae.evaluation import encode_dataset
-from vmivae.run_cache import RunSpec, ensure_measured_runs
+from vmivae.notebook import setup
 
-estimator = profile
-
-show = plots.figure_saver(figures_dir, "03")  # show(fig, name): figures/03_<name>.png, displayed once
-
+nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)  # seeds, run cache, figures/03_<name>.png
 
 # %% [markdown]
 # ## Gumbel-softmax
@@ -62,7 +59,7 @@ show = plots.figure_saver(figures_dir, "03")  # show(fig, name): figures/03_<nam
 # $\mathrm{KL} = \sum_k q_k (\log q_k + \log K)$.
 
 # %%
-show(plots.gumbel_softmax_samples(), "gumbel_softmax")
+nb.show(plots.gumbel_softmax_samples(), "gumbel_softmax")
 
 # %% [markdown]
 # ## The temperature schedule, and a deviation from the reference code
@@ -74,15 +71,14 @@ show(plots.gumbel_softmax_samples(), "gumbel_softmax")
 # it so that it reaches its floor at the same fraction of training (53%) as the paper's.
 
 # %%
-show(plots.temperature_schedules(), "temperature_schedule")
+nb.show(plots.temperature_schedules(), "temperature_schedule")
 config = vmivae.make_config("paper-joint", profile, {"seed": seed})
 print(f"this profile: {config.steps} steps, tau_rate {config.tau_rate}, refreshed every {config.tau_interval} steps, floor {config.tau_min}")
 
 # %%
-specs = [RunSpec("paper-joint", profile, {"seed": seed}), RunSpec("paper-joint-baseline", profile, {"seed": seed})]
-(vmi, baseline), measured = ensure_measured_runs(specs, runs_dir, device, workers, estimator)
+(vmi, baseline), measured = nb.measured([nb.spec("paper-joint"), nb.spec("paper-joint-baseline")])
 runs = {"VMI": vmi, "baseline": baseline}
-show(plots.loss_curves({k: r.history for k, r in runs.items()}, columns=("recon", "kl_cat", "tau")), "training_curves")
+nb.show(plots.loss_curves({k: r.history for k, r in runs.items()}, columns=("recon", "kl_cat", "tau")), "training_curves")
 
 # %% [markdown]
 # ## Does the code mean anything?
@@ -92,14 +88,14 @@ show(plots.loss_curves({k: r.history for k, r in runs.items()}, columns=("recon"
 
 # %%
 for name, r in runs.items():
-    show(plots.category_rows(r.vae, n_per_category=10, title=f"{name}: one row per category"), f"categories_{name.lower()}")
+    nb.show(plots.category_rows(r.vae, n_per_category=10, title=f"{name}: one row per category"), f"categories_{name.lower()}")
 
 # %% [markdown]
 # The training-time $Q$ tracks $\log K - \mathrm{CE}_{\text{cat}}$, a bound on the information the code
 # carries about the reconstructions:
 
 # %%
-show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cat", entropy=math.log(10),
+nb.show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cat", entropy=math.log(10),
                      title="bound on I(c; x~) from the training-time Q"), "training_mi_curves")
 
 # %% [markdown]
@@ -116,7 +112,7 @@ test = vmivae.load(config.dataset, "test")
 results = dict(zip(runs, measured))
 for name, r in runs.items():
     clusters = encode_dataset(r, test)["cluster"]
-    show(plots.confusion(clusters, test.labels.numpy(), title=f"{name}: code vs label (test split)"), f"confusion_{name.lower()}")
+    nb.show(plots.confusion(clusters, test.labels.numpy(), title=f"{name}: code vs label (test split)"), f"confusion_{name.lower()}")
 pd.DataFrame({name: {"MI(c; x~) lower bound, nats": res["mi"]["categorical"]["nats"],
                      "accuracy (Hungarian)": res["cluster_accuracy"]["hungarian"], "accuracy (majority)": res["cluster_accuracy"]["majority"],
                      "NMI": res["nmi"], "ARI": res["ari"], "test MSE": res["recon_mse"]} for name, res in results.items()}).round(3)

@@ -36,13 +36,10 @@ import pandas as pd
 
 from vmivae import plots
 from vmivae.evaluation import headline
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
+from vmivae.notebook import setup
 from vmivae.validation import validate_estimator
 
-estimator = profile
-
-show = plots.figure_saver(figures_dir, "04")  # show(fig, name): figures/04_<name>.png, displayed once
-
+nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)  # seeds, run cache, figures/04_<name>.png
 
 # %% [markdown]
 # ## The estimator
@@ -83,8 +80,8 @@ show = plots.figure_saver(figures_dir, "04")  # show(fig, name): figures/04_<nam
 #   probability $\varepsilon / 9$; $I$ follows exactly from that confusion matrix. $z_0, z_1$ are ignored.
 
 # %%
-validation = validate_estimator(estimator)
-show(plots.estimate_vs_truth(validation.assign(channel=validation["channel"] + ": " + validation["component"])), "validation")
+validation = validate_estimator(nb.estimator)
+nb.show(plots.estimate_vs_truth(validation.assign(channel=validation["channel"] + ": " + validation["component"])), "validation")
 validation.assign(error=validation["estimate"] - validation["truth"]).round(3)
 
 # %% [markdown]
@@ -100,11 +97,11 @@ validation.assign(error=validation["estimate"] - validation["truth"]).round(3)
 
 # %%
 names = ["paper-joint", "paper-joint-baseline", "paper-gaussian", "paper-gaussian-baseline"]
-trained, measured = ensure_measured_runs([RunSpec(n, profile, {"seed": seed}) for n in names], runs_dir, device, workers, estimator)
+trained, measured = nb.measured([nb.spec(n) for n in names])
 runs, results = dict(zip(names, trained)), dict(zip(names, measured))
-show(plots.mi_profile({"VMI": results["paper-joint"], "baseline": results["paper-joint-baseline"]},
+nb.show(plots.mi_profile({"VMI": results["paper-joint"], "baseline": results["paper-joint-baseline"]},
                       title="joint model: MI lower bound per component (95% CI)"), "profile_joint")
-show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results["paper-gaussian-baseline"]},
+nb.show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results["paper-gaussian-baseline"]},
                       title="Gaussian model: MI lower bound per component (95% CI)"), "profile_gaussian")
 
 # %% [markdown]
@@ -114,7 +111,7 @@ show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results["pa
 
 # %%
 joint = {"VMI": runs["paper-joint"], "baseline": runs["paper-joint-baseline"]}
-recon = dict(zip(joint, ensure_evaluations(list(joint.values()), estimator, paths=("reconstruction",), workers=workers)))
+recon = dict(zip(joint, nb.evaluations(list(joint.values()), paths=("reconstruction",))))
 pd.DataFrame({name: {"path": "reconstruction", "H(c) estimate": r["mi"]["categorical"]["entropy"], "MI estimate": r["mi"]["categorical"]["nats"],
                      "95% CI": tuple(round(v, 3) for v in r["mi"]["categorical"]["ci95"])} for name, r in recon.items()}).T
 

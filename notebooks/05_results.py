@@ -38,12 +38,9 @@ from IPython.display import display
 
 from vmivae import plots
 from vmivae.evaluation import compare_with_published, contrast, format_summary, summarize
-from vmivae.run_cache import RunSpec, ensure_measured_runs
+from vmivae.notebook import setup
 
-estimator = profile
-
-show = plots.figure_saver(figures_dir, "05")  # show(fig, name): figures/05_<name>.png, displayed once
-
+nb = setup("05", profile, device, seeds[0], workers, runs_dir, figures_dir)  # seeds, run cache, figures/05_<name>.png
 
 # %% [markdown]
 # ## What was run
@@ -53,14 +50,14 @@ show = plots.figure_saver(figures_dir, "05")  # show(fig, name): figures/05_<nam
 
 # %%
 presets = ["paper-joint", "paper-joint-baseline", "paper-gaussian", "paper-gaussian-baseline"]
-specs = [RunSpec(p, profile, {"seed": s}) for p in presets for s in seeds]
-sweep = [RunSpec("paper-joint", profile, {"seed": seeds[0], "lambda_cat": 0.01 * s, "lambda_cont": 0.0005 * s}, name=f"sweep-x{s:g}")
+specs = [nb.spec(p, seed=s) for p in presets for s in seeds]
+sweep = [nb.spec("paper-joint", name=f"sweep-x{s:g}", lambda_cat=0.01 * s, lambda_cont=0.0005 * s)
          for s in scales]  # x0 is the baseline and x1 the paper's model: the run cache reuses both
-shapes = [RunSpec(p, profile, {"seed": seeds[0]}) for p in ("shapes-joint", "shapes-joint-baseline")]
-all_runs, all_results = ensure_measured_runs(specs + sweep + shapes, runs_dir, device, workers, estimator)
+shapes = [nb.spec(p) for p in ("shapes-joint", "shapes-joint-baseline")]
+all_runs, all_results = nb.measured(specs + sweep + shapes)
 config = all_runs[0].config
 print(f"profile {profile}: {config.steps} steps of batch {config.batch_size} on {config.dataset}; "
-      f"{len(all_runs)} runs, seeds {seeds}; MI estimator budget '{estimator}'")
+      f"{len(all_runs)} runs, seeds {seeds}; MI estimator budget '{nb.estimator}'")
 
 # %% [markdown]
 # ## Main table
@@ -88,7 +85,7 @@ for vmi, base in [("paper-joint", "paper-joint-baseline"), ("paper-gaussian", "p
 
 # %%
 joint_vmi, joint_base = all_results[0], all_results[len(seeds)]
-show(plots.mi_profile({"VMI": joint_vmi, "baseline": joint_base}, components=["categorical", "z0", "z1", "z2", "z3"],
+nb.show(plots.mi_profile({"VMI": joint_vmi, "baseline": joint_base}, components=["categorical", "z0", "z1", "z2", "z3"],
                       title=f"joint model, seed {seeds[0]}: MI per component (95% CI)"), "mi_profile_joint")
 
 # %% [markdown]
@@ -105,7 +102,7 @@ sweep_results = all_results[len(specs) : len(specs) + len(sweep)]
 trade = pd.DataFrame([{"lambda_cat": 0.01 * s, "mi_categorical": r["mi"]["categorical"]["nats"],
                        "recon_mse": r["recon_mse"], "accuracy": r["cluster_accuracy"]["hungarian"]}
                       for s, r in zip(scales, sweep_results)])
-show(plots.tradeoff(trade, title="joint model: categorical MI vs test MSE as the MI weights grow"), "tradeoff")
+nb.show(plots.tradeoff(trade, title="joint model: categorical MI vs test MSE as the MI weights grow"), "tradeoff")
 trade.round(4)
 
 # %% [markdown]
@@ -121,7 +118,7 @@ trade.round(4)
 shape_results = dict(zip(["VMI", "baseline"], all_results[len(specs) + len(sweep) :]))
 for name, r in shape_results.items():
     title = f"shapes, {name}: MI(latent; factor), nats"
-    show(plots.factor_mi_heatmap(r["factor_mi"], title=title), f"shapes_factor_mi_{name.lower()}")
+    nb.show(plots.factor_mi_heatmap(r["factor_mi"], title=title), f"shapes_factor_mi_{name.lower()}")
 pd.DataFrame({name: {"MIG": r["mig"], **{f"MIG {k}": v for k, v in r["mig_per_factor"].items()},
                      "MI(code; x~)": r["mi"]["categorical"]["nats"],
                      "shape accuracy (Hungarian)": r["cluster_accuracy"]["hungarian"]}

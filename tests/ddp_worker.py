@@ -37,7 +37,7 @@ elif mode == "grads":
     from vmivae import distributed
     from vmivae.objectives import mi_batch, mi_cross_entropies
     from vmivae.steps import vae_forward
-    from vmivae.training import Trainer
+    from vmivae.trainer import Trainer
 
     overrides = {"batch_size": 32, "amp": "none", **dict(parse_assignment(a) for a in sys.argv[4:])}
     config = vmivae.make_config(sys.argv[3], "smoke", overrides)

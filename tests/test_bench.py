@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from vmivae import bench
-from vmivae.config import make_config
 from vmivae.datasets import load
-from vmivae.training import Trainer
+from vmivae.presets import make_config
+from vmivae.trainer import Trainer
 
 
 def _flops(preset, **overrides):

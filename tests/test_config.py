@@ -5,8 +5,9 @@ import json
 import pytest
 
 import vmivae
-from vmivae.config import Config, from_dict, list_presets, list_profiles, load_preset, make_config, parse_assignment
+from vmivae.config import Config, from_dict, parse_assignment
 from vmivae.errors import ConfigError
+from vmivae.presets import list_presets, list_profiles, load_preset, make_config
 
 
 def test_presets_and_profiles_exist():

@@ -6,8 +6,9 @@ import string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vmivae.config import FIELDS, Config, from_dict, make_config, parse_assignment
+from vmivae.config import FIELDS, Config, from_dict, parse_assignment
 from vmivae.errors import ConfigError
+from vmivae.presets import make_config
 
 KEYS = sorted(FIELDS)
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

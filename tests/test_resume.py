@@ -128,7 +128,7 @@ def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
 @pytest.mark.parametrize("clip", [None, 1e-3])
 def test_gradient_clipping_bounds_each_networks_gradient_norm(clip):
     from vmivae.steps import Stepper, build_networks
-    from vmivae.training import objective_of
+    from vmivae.trainer import objective_of
 
     config = vmivae.make_config("paper-joint", "smoke", {"batch_size": 16, "grad_clip": clip})
     torch.manual_seed(0)

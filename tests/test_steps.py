@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from vmivae.config import make_config
 from vmivae.objectives import mi_batch, mi_cross_entropies
+from vmivae.presets import make_config
 from vmivae.steps import Stepper, build_networks, scale_grad, vae_forward
-from vmivae.training import objective_of
+from vmivae.trainer import objective_of
 
 
 def _separate_gradients(vae, q, objective, x, tau, seed):

@@ -12,12 +12,12 @@ Typical use::
     run = vmivae.load_run("runs/joint")
 """
 
-__version__ = "0.1.0"
+from .config import Config
+from .datasets import ImageData, load
+from .errors import VMIVAEError
+from .presets import list_presets, list_profiles, make_config
+from .run import Run, load_run
+from .training import fit, resume
+from .version import __version__
 
-from .config import Config, list_presets, list_profiles, make_config  # noqa: E402
-from .datasets import ImageData, load  # noqa: E402
-from .errors import VMIVAEError  # noqa: E402
-from .run import Run, load_run  # noqa: E402
-from .training import fit, resume  # noqa: E402
-
-__all__ = ["Config", "ImageData", "Run", "VMIVAEError", "fit", "list_presets", "list_profiles", "load", "load_run", "make_config", "resume"]
+__all__ = ["__version__", "Config", "ImageData", "Run", "VMIVAEError", "fit", "list_presets", "list_profiles", "load", "load_run", "make_config", "resume"]

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from .config import make_config
 from .datasets import load
 from .device import resolve_device, use_all_cores
-from .training import Trainer
+from .presets import make_config
+from .trainer import Trainer
 
 # Every variant starts from this (fp32, NCHW, eager, fused Adam, the fused step) and changes one thing.
 BASE = {"amp": "none", "channels_last": False, "compile": False, "fused_adam": True, "step_mode": "fused"}
@@ -196,8 +196,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from .config import list_presets
     from .errors import ConfigError, unknown_name
+    from .presets import list_presets
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     for preset in presets:

@@ -22,7 +22,8 @@ def _say(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import make_config, parse_assignment
+    from .config import parse_assignment
+    from .presets import make_config
     from .training import fit, resume
 
     if args.resume:
@@ -55,7 +56,7 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _presets(args: argparse.Namespace) -> int:
-    from .config import describe, list_presets, list_profiles
+    from .presets import describe, list_presets, list_profiles
 
     for title, folder, names in (("presets", "presets", list_presets()), ("profiles", "profiles", list_profiles())):
         print(f"{title}:")

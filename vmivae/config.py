@@ -1,13 +1,8 @@
-"""Typed run configuration, presets and profiles.
+"""The typed run configuration: one frozen :class:`Config` per run, checked key by key.
 
-A run is described by one frozen :class:`Config`. It is assembled in layers, later layers winning::
-
-    Config defaults  <  profile (budget: steps, dataset, cadence)  <  preset (model, objective)  <  overrides
-
-Presets and profiles are YAML files shipped inside the package (``vmivae/presets``,
-``vmivae/profiles``); a preset may ``extends:`` another one. Every key is checked against the
-dataclass: an unknown key, a wrong type or an out-of-range value raises :class:`ConfigError` with one
-sentence that lists the valid choices.
+Every key is checked against the dataclass: an unknown key, a wrong type or an out-of-range value
+raises :class:`ConfigError` with one sentence that lists the valid choices. Presets and profiles (the
+YAML layers a Config is assembled from) are in ``vmivae.presets``.
 """
 
 from __future__ import annotations
@@ -17,12 +12,9 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import types
 import typing
 from dataclasses import dataclass, fields
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -165,7 +157,7 @@ def _describe(hint: Any) -> str:
     return names.get(base, str(base)) + (" or null" if optional else "")
 
 
-def _check_keys(d: dict[str, Any], where: str) -> None:
+def check_keys(d: dict[str, Any], where: str) -> None:
     for key in d:
         if key not in FIELDS:
             raise ConfigError(f"{where}: {unknown_name('config key', str(key), list(FIELDS))}")
@@ -212,81 +204,10 @@ def from_dict(d: dict[str, Any], where: str = "config") -> Config:
     """Build and validate a Config from a plain dict (e.g. a saved ``config.json``)."""
     if not isinstance(d, dict):
         raise ConfigError(f"{where} must be a mapping of config keys to values, got {type(d).__name__}")
-    _check_keys(d, where)
+    check_keys(d, where)
     config = Config(**{k: _coerce(k, v) for k, v in d.items()})
     _validate(config)
     return config
-
-
-# ---------------------------------------------------------------------------- presets and profiles
-
-
-def _yaml_names(folder: str) -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("vmivae").joinpath(folder).iterdir() if p.name.endswith(".yaml"))
-
-
-def list_presets() -> list[str]:
-    return _yaml_names("presets")
-
-
-def list_profiles() -> list[str]:
-    return _yaml_names("profiles")
-
-
-def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{where} is not valid YAML{line}; fix the file") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must hold a mapping of config keys, e.g. 'lambda_cat: 0.01'")
-    return data
-
-
-def _read_yaml(folder: str, name: str, kind: str) -> dict[str, Any]:
-    valid = _yaml_names(folder)
-    if name not in valid:
-        raise ConfigError(unknown_name(kind, name, valid))
-    return _parse_yaml(resources.files("vmivae").joinpath(folder, f"{name}.yaml").read_text(), f"{kind} file '{name}.yaml'")
-
-
-def is_preset_file(name: str) -> bool:
-    """A preset given as a path to your own YAML file rather than a shipped name."""
-    return name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped.
-
-    ``name`` is a shipped preset (see :func:`list_presets`) or the path of your own YAML file, which
-    may itself ``extends:`` a shipped preset.
-    """
-    if is_preset_file(name):
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist; give a shipped preset name or an existing .yaml file")
-        data = _parse_yaml(path.read_text(), f"preset file {path}")
-    else:
-        data = _read_yaml("presets", name, "preset")
-    data.pop("description", None)
-    parent = data.pop("extends", None)
-    merged = {**(load_preset(parent) if parent else {}), **data}
-    _check_keys(merged, f"preset '{name}'")
-    return merged
-
-
-def load_profile(name: str) -> dict[str, Any]:
-    data = _read_yaml("profiles", name, "profile")
-    data.pop("description", None)
-    _check_keys(data, f"profile '{name}'")
-    return data
-
-
-def describe(folder: str, name: str) -> str:
-    """The one-line ``description`` of a preset or profile file."""
-    return str(_read_yaml(folder, name, folder[:-1]).get("description", "")).strip()
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -302,19 +223,3 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         raise ConfigError(f"cannot read the value of '{key}' in {text!r}; quote strings, write lists as [0, 1]") from None
     return key, value
-
-
-def make_config(preset: str | None = None, profile: str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
-    """Resolve a Config: defaults < profile < preset < overrides (a dict, or ``key=value`` strings)."""
-    layers: dict[str, Any] = {}
-    if profile:
-        layers.update(load_profile(profile))
-    if preset:
-        layers.update(load_preset(preset))
-    if isinstance(overrides, (list, tuple)):
-        overrides = dict(parse_assignment(a) for a in overrides)
-    if overrides:
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"overrides must be a dict or a list of key=value strings, got {type(overrides).__name__}")
-        layers.update(overrides)
-    return from_dict(layers, "overrides")

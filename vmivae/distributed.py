@@ -97,3 +97,28 @@ def from_main(obj: Any, info: DistInfo) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def average_batchnorm_statistics(modules, info: DistInfo) -> None:
+    """Under DDP each process keeps BatchNorm running statistics of its own shard; a checkpoint (and the
+    returned model) gets their average, so that every process holds the same evaluation model."""
+    if not info.enabled:
+        return
+    for module in modules:
+        for m in (module.modules() if module is not None else ()):
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                mean_(m.running_mean, info)
+                mean_(m.running_var, info)
+
+
+def on_main(info: DistInfo, action) -> None:
+    """Run ``action`` on rank 0; a failure there is raised on every process (nobody waits forever)."""
+    error = None
+    if info.is_main:
+        try:
+            action()
+        except Exception as exc:  # re-raised below, on all ranks
+            error = exc
+    error = from_main(error, info) if info.enabled else error
+    if error is not None:
+        raise error

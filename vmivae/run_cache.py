@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
-from .config import Config, make_config
+from .config import Config
 from .errors import CheckpointError
 from .files import write_json
+from .presets import make_config
 
 
 @dataclass(frozen=True)

@@ -12,12 +12,8 @@ write a checkpoint and stop (a second Ctrl-C aborts at once); ``resume`` continu
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,200 +22,19 @@ import torch
 
 from . import checkpoint as ckpt
 from . import distributed
-from .batches import BatchSampler
 from .config import Config
 from .datasets import ImageData, as_image_data, load
-from .device import resolve_amp, resolve_device, use_all_cores
+from .device import resolve_device, use_all_cores
 from .errors import CheckpointError, ConfigError, TrainingError, TrainingInterrupted
 from .files import write_json
-from .latents import temperature_at
 from .run import HISTORY_COLUMNS, Run, history_frame, read_run_info
-from .steps import METRICS, Objective, Stepper, build_networks
+from .signals import stop_on_signals
+from .trainer import Trainer
+from .version import __version__
 
-CODE_USED_FRACTION = 0.01  # a category counts as used when it is the argmax of at least this share of images
 FINAL_WINDOW = 100  # metrics.json "final": mean over the last this-many steps
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
 
-
-def objective_of(config: Config) -> Objective:
-    return Objective(config.components, config.mi_source, config.lambda_cat, config.lambda_cont, config.kl_weight, config.recon_loss,
-                     config.entropy_weight)
-
-
-class Trainer:
-    """Networks, optimisers, sampler and step counter of one run; ``state_dict`` captures all of it."""
-
-    def __init__(self, config: Config, data: ImageData, device: torch.device, dist: distributed.DistInfo | None = None):
-        dist = dist or distributed.DistInfo()
-        self.config, self.device, self.dist = config, device, dist
-        torch.manual_seed(config.seed)  # the same initial weights in every process
-        self.vae, self.q = build_networks(data.image_shape, config)
-        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        for module in (self.vae, self.q):
-            if module is not None:
-                module.to(device, memory_format=memory_format)
-        if dist.enabled:  # each process draws its own sampling noise
-            torch.manual_seed(config.seed * 1000 + dist.rank + 1)
-        self.images = data.images.to(device).contiguous(memory_format=memory_format)
-        self.sampler = BatchSampler(len(data), config.batch_size, config.seed, device, dist.rank, dist.world_size)
-        vae_params = list(self.vae.parameters())
-        q_params = list(self.q.parameters()) if self.q is not None else []
-        # fused=True: one kernel per parameter instead of a chain of temporaries (the same update rule)
-        adam = {"fused": True} if config.fused_adam else {}
-        self.vae_opt = torch.optim.Adam(vae_params, lr=config.lr, **adam)
-        self.q_opt = torch.optim.Adam(q_params, lr=config.q_lr, **adam) if q_params else None
-        vae_run, q_run = self._wrap(self.vae), (self._wrap(self.q) if self.q is not None else None)
-        self.amp_dtype = resolve_amp(config.amp, device)
-        self.stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
-                               config.step_mode, config.grad_clip, self.amp_dtype)
-        self.step = 0
-        self.seconds = 0.0
-        self.history: list[np.ndarray] = []  # flushed blocks of [rows, len(HISTORY_COLUMNS)]
-        self.stop_signal: int | None = None  # set by a signal handler: stop after the current step
-        self._tau_value = temperature_at(0, config.tau0, config.tau_min, config.tau_rate, config.tau_interval)
-        self._tau = torch.tensor(self._tau_value, device=device)
-
-    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        module = distributed.wrap(module, self.dist, self.device)
-        return torch.compile(module) if self.config.compile else module
-
-    def tau_at(self, step: int) -> float:
-        c = self.config
-        return temperature_at(step, c.tau0, c.tau_min, c.tau_rate, c.tau_interval)
-
-    # ------------------------------------------------------------------ the loop
-    def train(self, until: int, on_flush=None, on_checkpoint=None) -> None:
-        """Train until ``self.step == until``; ``on_flush(rows)`` after each history flush,
-        ``on_checkpoint()`` every ``checkpoint_every`` steps. Raises :class:`TrainingInterrupted`
-        after the current step when a stop was requested (the history is flushed first)."""
-        c = self.config
-        self.vae.train()
-        if self.q is not None:
-            self.q.train()
-        buffer = torch.zeros(c.log_every, len(METRICS) + (c.categorical or 0), device=self.device)
-        taus: list[float] = []
-        start = time.perf_counter()
-        while self.step < until:
-            tau = self.tau_at(self.step)
-            if tau != self._tau_value:  # the device scalar changes only when the schedule does
-                self._tau_value = tau
-                self._tau.fill_(tau)
-            x = self.images[self.sampler.next()]
-            buffer[len(taus)] = self.stepper(x, self._tau)
-            taus.append(tau)
-            self.step += 1
-            stop = distributed.any_true(self.stop_signal is not None, self.dist, self.device)
-            checkpoint_due = self.step % c.checkpoint_every == 0
-            if len(taus) == c.log_every or checkpoint_due or self.step == until or stop:
-                rows = self._flush(buffer[: len(taus)], taus)
-                taus = []
-                self.seconds += time.perf_counter() - start
-                if on_flush:
-                    on_flush(rows)
-                if stop:
-                    raise TrainingInterrupted(self.step, self.stop_signal or signal.SIGINT)
-                if checkpoint_due and on_checkpoint and self.step < until:
-                    on_checkpoint()
-                start = time.perf_counter()
-
-    def _flush(self, block: torch.Tensor, taus: list[float]) -> np.ndarray:
-        block = distributed.mean_(block.clone(), self.dist).double().cpu().numpy()  # the one host sync of a log interval
-        values, counts = block[:, : len(METRICS)], block[:, len(METRICS) :].sum(axis=0)
-        # categories that were the most probable one for >= 1% of this interval's training images
-        codes_used = float((counts >= CODE_USED_FRACTION * counts.sum()).sum()) if counts.size else float("nan")
-        steps = np.arange(self.step - len(taus) + 1, self.step + 1)
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all():
-            first = int(np.argmin(finite))
-            name = METRICS[int(np.argmin(np.isfinite(values[first])))]
-            raise TrainingError(f"'{name}' became non-finite (nan or inf) at step {int(steps[first])}")
-        rows = np.column_stack([steps, values, taus, np.full(len(steps), codes_used)])
-        self.history.append(rows)
-        return rows
-
-    def history_rows(self) -> np.ndarray:
-        return np.concatenate(self.history) if self.history else np.zeros((0, len(HISTORY_COLUMNS)))
-
-    # ------------------------------------------------------------------ state
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue bit-identically (a collective call under distribution)."""
-        self._average_batchnorm_statistics()
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "step": self.step,
-            "seconds": self.seconds,
-            "vae": self.vae.state_dict(),
-            "q": self.q.state_dict() if self.q is not None else {},
-            "vae_opt": self.vae_opt.state_dict(),
-            "q_opt": self.q_opt.state_dict() if self.q_opt is not None else {},
-            "sampler": self.sampler.state_dict(),
-            "rng": distributed.gather(rng, self.dist),  # one entry per process
-            "history": torch.from_numpy(self.history_rows()),
-        }
-
-    def _average_batchnorm_statistics(self) -> None:
-        """Under DDP each process keeps BatchNorm running statistics of its own shard; a checkpoint (and the
-        returned model) gets their average, so that every process holds the same evaluation model."""
-        if not self.dist.enabled:
-            return
-        for module in (self.vae, self.q):
-            for m in (module.modules() if module is not None else ()):
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                    distributed.mean_(m.running_mean, self.dist)
-                    distributed.mean_(m.running_var, self.dist)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.vae.load_state_dict(state["vae"])
-        if self.q is not None:
-            self.q.load_state_dict(state["q"])
-            self.q_opt.load_state_dict(state["q_opt"])
-        self.vae_opt.load_state_dict(state["vae_opt"])
-        self.sampler.load_state_dict(state["sampler"])
-        if len(state["rng"]) != self.dist.world_size:
-            raise CheckpointError(f"the checkpoint was written by {len(state['rng'])} process(es); resume it with as many, not {self.dist.world_size}")
-        rng = state["rng"][self.dist.rank]
-        torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
-        self.step, self.seconds = int(state["step"]), float(state["seconds"])
-        self.history = [state["history"].numpy()]
-
-    def check_finite_weights(self) -> None:
-        for module in (self.vae, self.q):
-            for name, tensor in (module.state_dict().items() if module is not None else ()):
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    raise TrainingError(f"weight {name} became non-finite at step {self.step}")
-
-
-# ---------------------------------------------------------------------------- signals
-
-
-@contextlib.contextmanager
-def stop_on_signals(trainer: Trainer, announce: bool):
-    """SIGINT/SIGTERM ask the trainer to stop after the current step; a second Ctrl-C aborts at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        if trainer.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        trainer.stop_signal = signum
-        if announce:
-            print(f"\nvmivae: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
-                  "(Ctrl-C again aborts at once)", file=sys.stderr, flush=True)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-# ---------------------------------------------------------------------------- fit / resume
 
 
 def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, float]:
@@ -230,8 +45,6 @@ def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, flo
 
 
 def _meta(config: Config, data: ImageData, extra: dict[str, Any] | None) -> dict[str, Any]:
-    from . import __version__
-
     return {"config": config.to_dict(), "config_hash": config.hash(), "image_shape": list(data.image_shape),
             "dataset": data.name, "vmivae_version": __version__,
             "checkpoint_format": ckpt.FORMAT_VERSION, "torch_version": str(torch.__version__), **(extra or {})}
@@ -246,19 +59,6 @@ def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, t
         torch.set_num_threads(threads)
     n_threads = (threads or use_all_cores()) if device.type == "cpu" else torch.get_num_threads()
     return dist, device, n_threads
-
-
-def _on_main(dist: distributed.DistInfo, action):
-    """Run ``action`` on rank 0; a failure there is raised on every process (nobody waits forever)."""
-    error = None
-    if dist.is_main:
-        try:
-            action()
-        except Exception as exc:  # re-raised below, on all ranks
-            error = exc
-    error = distributed.from_main(error, dist) if dist.enabled else error
-    if error is not None:
-        raise error
 
 
 def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, *, overwrite: bool = False,
@@ -290,7 +90,7 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         out_dir = Path(out) if out is not None else None
         info = _meta(config, data, meta)
         if out_dir is not None:
-            _on_main(dist, lambda: (ckpt.prepare_out_dir(out_dir, overwrite), write_json(out_dir / ckpt.CONFIG, info)))
+            distributed.on_main(dist, lambda: (ckpt.prepare_out_dir(out_dir, overwrite), write_json(out_dir / ckpt.CONFIG, info)))
         trainer = Trainer(config, data, device, dist)
         return _train(trainer, config, out_dir, info, progress and dist.is_main, n_threads, len(data))
     finally:
@@ -340,14 +140,14 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
             (path / ckpt.METRICS).unlink(missing_ok=True)
             write_json(path / ckpt.CONFIG, info)
 
-        _on_main(dist, reopen)
+        distributed.on_main(dist, reopen)
         return _train(trainer, config, path, info, progress and dist.is_main, n_threads, len(data))
     finally:
         distributed.teardown(dist)
 
 
 def _train(trainer: Trainer, config: Config, out_dir: Path | None, info: dict[str, Any], progress: bool, threads: int, n_images: int) -> Run:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text on stderr: a notebook kernel gets no widget (and no TqdmWarning)
 
     device, dist = trainer.device, trainer.dist
     if progress:

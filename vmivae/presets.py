@@ -1,0 +1,105 @@
+"""Presets and profiles: the YAML layers a :class:`~vmivae.config.Config` is assembled from.
+
+Later layers win::
+
+    Config defaults  <  profile (budget: steps, dataset, cadence)  <  preset (model, objective)  <  overrides
+
+Presets and profiles are YAML files shipped inside the package (``vmivae/presets``, ``vmivae/profiles``);
+a preset may ``extends:`` another one, and a preset may also be the path of your own YAML file.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config, check_keys, from_dict, parse_assignment
+from .errors import ConfigError, unknown_name
+
+
+def _yaml_names(folder: str) -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("vmivae").joinpath(folder).iterdir() if p.name.endswith(".yaml"))
+
+
+def list_presets() -> list[str]:
+    return _yaml_names("presets")
+
+
+def list_profiles() -> list[str]:
+    return _yaml_names("profiles")
+
+
+def _parse_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{where} is not valid YAML{line}; fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping of config keys, e.g. 'lambda_cat: 0.01'")
+    return data
+
+
+def _read_yaml(folder: str, name: str, kind: str) -> dict[str, Any]:
+    valid = _yaml_names(folder)
+    if name not in valid:
+        raise ConfigError(unknown_name(kind, name, valid))
+    return _parse_yaml(resources.files("vmivae").joinpath(folder, f"{name}.yaml").read_text(), f"{kind} file '{name}.yaml'")
+
+
+def is_preset_file(name: str) -> bool:
+    """A preset given as a path to your own YAML file rather than a shipped name."""
+    return name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped.
+
+    ``name`` is a shipped preset (see :func:`list_presets`) or the path of your own YAML file, which
+    may itself ``extends:`` a shipped preset.
+    """
+    if is_preset_file(name):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"preset file {path} does not exist; give a shipped preset name or an existing .yaml file")
+        data = _parse_yaml(path.read_text(), f"preset file {path}")
+    else:
+        data = _read_yaml("presets", name, "preset")
+    data.pop("description", None)
+    parent = data.pop("extends", None)
+    merged = {**(load_preset(parent) if parent else {}), **data}
+    check_keys(merged, f"preset '{name}'")
+    return merged
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    data = _read_yaml("profiles", name, "profile")
+    data.pop("description", None)
+    check_keys(data, f"profile '{name}'")
+    return data
+
+
+def describe(folder: str, name: str) -> str:
+    """The one-line ``description`` of a preset or profile file."""
+    return str(_read_yaml(folder, name, folder[:-1]).get("description", "")).strip()
+
+
+def make_config(preset: str | None = None, profile: str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Resolve a Config: defaults < profile < preset < overrides (a dict, or ``key=value`` strings)."""
+    layers: dict[str, Any] = {}
+    if profile:
+        layers.update(load_profile(profile))
+    if preset:
+        layers.update(load_preset(preset))
+    if isinstance(overrides, (list, tuple)):
+        overrides = dict(parse_assignment(a) for a in overrides)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"overrides must be a dict or a list of key=value strings, got {type(overrides).__name__}")
+        layers.update(overrides)
+    return from_dict(layers, "overrides")
