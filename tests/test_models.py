@@ -66,3 +66,33 @@ def test_bad_image_shapes_are_clear_errors(shape, message):
 def test_q_needs_a_component():
     with pytest.raises(ConfigError, match="at least one component"):
         QNetwork((1, 28, 28), None, 0)
+
+
+@pytest.mark.parametrize("c_in,c_out,size", [(32, 1, 14), (32, 3, 16), (64, 32, 7)])
+def test_fold_transposed_convolution_equals_the_convolution_kernel(c_in, c_out, size):
+    from torch import nn
+
+    from vmivae.models import SingleChannelConvTranspose2d
+
+    torch.manual_seed(0)
+    fast, reference = SingleChannelConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ConvTranspose2d(c_in, c_out, 4, 2, 1)
+    reference.load_state_dict(fast.state_dict())  # the same parameters, so checkpoints are interchangeable
+    x = torch.randn(3, c_in, size, size, requires_grad=True)
+    torch.testing.assert_close(fast(x), reference(x), rtol=1e-5, atol=1e-5)
+    (g_fast,) = torch.autograd.grad(fast(x).pow(2).sum(), x)
+    (g_ref,) = torch.autograd.grad(reference(x).pow(2).sum(), x)
+    torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-4)
+
+
+def test_whole_map_convolution_equals_the_convolution_kernel():
+    from torch import nn
+
+    from vmivae.models import WholeMapConv2d
+
+    torch.manual_seed(0)
+    fast, reference = WholeMapConv2d(16, 8, 7), nn.Conv2d(16, 8, 7)
+    reference.load_state_dict(fast.state_dict())
+    x = torch.randn(4, 16, 7, 7)
+    torch.testing.assert_close(fast(x), reference(x), rtol=1e-5, atol=1e-5)
+    wider = torch.randn(2, 16, 9, 9)  # a map larger than the kernel: the ordinary convolution
+    torch.testing.assert_close(fast(wider), reference(wider))

@@ -73,6 +73,40 @@ def _conv_trunk(in_channels: int, plan: TrunkPlan) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class WholeMapConv2d(nn.Conv2d):
+    """A convolution whose kernel covers its whole input map (Q's 7x7 -> 1x1 layer, and its 1x1 head).
+
+    Such a convolution is a matrix product of the flattened map with the flattened kernel, and computing
+    it as one is 2-3x faster on a CPU than a convolution kernel (its backward pass especially). The
+    weights, and so the checkpoints, are those of ``nn.Conv2d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != self.weight.shape[-2:] or self.padding != (0, 0) or self.groups != 1:
+            return super().forward(x)
+        out = nn.functional.linear(x.flatten(1), self.weight.flatten(1), self.bias)
+        return out[:, :, None, None]
+
+
+class SingleChannelConvTranspose2d(nn.ConvTranspose2d):
+    """The decoder's last transposed convolution (to 1 channel) as a matrix product and ``fold``.
+
+    ``convT(x) = fold(W^T x)``: each input pixel's channels are mapped to a ``k x k`` output patch and
+    overlapping patches are summed. For few output channels this is ~2x faster on a CPU than the
+    convolution kernel; for many it is slower, so only this layer uses it. Weights are ``nn.ConvTranspose2d``'s.
+    """
+
+    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
+        if output_size is not None or x.dtype != self.weight.dtype or self.groups != 1 or self.dilation != (1, 1) or self.output_padding != (0, 0):
+            return super().forward(x, output_size)
+        b, c_in, h, w = x.shape
+        k, s, p = self.kernel_size, self.stride, self.padding
+        cols = torch.matmul(self.weight.reshape(c_in, -1).t(), x.reshape(b, c_in, h * w))  # [B, C_out * k * k, H * W]
+        size = ((h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1])
+        out = nn.functional.fold(cols, size, k, padding=p, stride=s)
+        return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
+
+
 class Posterior(NamedTuple):
     """Encoder output: Gaussian ``mu, logvar [B, D]`` and categorical ``logits [B, K]`` (or None)."""
 
@@ -143,7 +177,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels, channels[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(_SLOPE)]
-        layers.append(nn.ConvTranspose2d(channels[-1], c, 4, stride=2, padding=1))
+        layers.append(SingleChannelConvTranspose2d(channels[-1], c, 4, stride=2, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -225,10 +259,10 @@ class QNetwork(nn.Module):
         self.continuous = continuous
         self.net = nn.Sequential(
             _conv_trunk(c, plan),
-            nn.Conv2d(plan.channels[-1], Q_HIDDEN, plan.final_size),  # one output position: the whole map
+            WholeMapConv2d(plan.channels[-1], Q_HIDDEN, plan.final_size),  # one output position: the whole map
             nn.BatchNorm2d(Q_HIDDEN),
             nn.LeakyReLU(_SLOPE),
-            nn.Conv2d(Q_HIDDEN, self.categorical + 2 * continuous, 1),
+            WholeMapConv2d(Q_HIDDEN, self.categorical + 2 * continuous, 1),
             nn.Flatten(),
         )
 
