@@ -77,3 +77,12 @@ def test_mig_of_a_perfectly_disentangled_code_is_one_and_of_a_shuffled_one_is_lo
 def test_histogram_discretize_matches_disentanglement_lib():
     x = np.array([[0.0], [0.5], [1.0], [0.25]])
     assert metrics.histogram_discretize(x, n_bins=2)[:, 0].tolist() == [1, 2, 2, 1]
+
+
+def test_codes_used_counts_categories_above_the_threshold():
+    from vmivae.metrics import codes_used
+
+    clusters = np.array([0] * 90 + [1] * 9 + [2] * 1)  # 90%, 9%, 1% of the images; category 3 unused
+    assert codes_used(clusters, 4) == 3
+    assert codes_used(clusters, 4, fraction=0.05) == 2
+    assert codes_used(np.zeros(50, dtype=int), 10) == 1  # a collapsed code

@@ -78,6 +78,7 @@ def evaluate(run: Run | str | os.PathLike, train: ImageData | None = None, test:
     labels_test = None if test.labels is None else test.labels.numpy()
     clusters = codes_test["cluster"]
     has_clusters = clusters is not None and labels_test is not None
+    result["codes_used"] = metrics.codes_used(clusters, run.vae.latent.categorical) if clusters is not None else None
     result["cluster_accuracy"] = metrics.cluster_accuracy(clusters, labels_test) if has_clusters else None
     result["nmi"] = metrics.nmi(clusters, labels_test) if has_clusters else None
     result["ari"] = metrics.ari(clusters, labels_test) if has_clusters else None
@@ -112,7 +113,8 @@ def format_table(result: dict[str, Any]) -> str:
 
     acc = result["cluster_accuracy"] or {}
     lines += [
-        f"cluster accuracy (Hungarian) {fmt(acc.get('hungarian'))}   (majority) {fmt(acc.get('majority'))}",
+        f"cluster accuracy (Hungarian) {fmt(acc.get('hungarian'))}   (majority) {fmt(acc.get('majority'))}   "
+        f"codes used (>= 1% of test images) {result['codes_used'] if result.get('codes_used') is not None else 'n/a'}",
         f"NMI {fmt(result['nmi'])}   ARI {fmt(result['ari'])}   linear probe accuracy {fmt(result['linear_probe_accuracy'])}",
         f"reconstruction MSE {fmt(result['recon_mse'])}   KL per Gaussian dim (sum {sum(result['kl_per_dim']):.3f}), "
         f"active dims (KL > 0.01): {sum(k > 0.01 for k in result['kl_per_dim'])}/{len(result['kl_per_dim'])}",
@@ -169,6 +171,7 @@ HEADLINE = {  # column name -> how to read it from an evaluate() result
     "MI z1 (nats)": lambda r: r["mi"]["z1"]["nats"],
     "accuracy (Hungarian)": lambda r: (r["cluster_accuracy"] or {}).get("hungarian"),
     "accuracy (majority)": lambda r: (r["cluster_accuracy"] or {}).get("majority"),
+    "codes used": lambda r: r.get("codes_used"),
     "NMI": lambda r: r["nmi"],
     "ARI": lambda r: r["ari"],
     "linear probe": lambda r: r["linear_probe_accuracy"],

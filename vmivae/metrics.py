@@ -40,6 +40,15 @@ def cluster_accuracy(clusters, labels) -> dict[str, float]:
     return {"hungarian": float(table[rows, cols].sum() / n), "majority": float(table.max(axis=1).sum() / n)}
 
 
+def codes_used(clusters, n_codes: int, fraction: float = 0.01) -> int:
+    """How many of ``n_codes`` categories are the assigned code of at least ``fraction`` of the images.
+
+    A collapsed code uses few; a code that spreads the data over every category uses all ``n_codes``.
+    """
+    counts = np.bincount(_np(clusters).astype(int), minlength=n_codes)
+    return int((counts >= fraction * counts.sum()).sum())
+
+
 def nmi(clusters, labels) -> float:
     """Normalised mutual information (arithmetic normalisation, as scikit-learn)."""
     return float(normalized_mutual_info_score(_np(labels), _np(clusters)))
