@@ -11,6 +11,7 @@ from vmivae.latents import LatentSpec
 from vmivae.models import VAE
 from vmivae.objectives import (
     MIComponents,
+    aggregate_code_entropy,
     categorical_cross_entropy,
     gaussian_cross_entropy,
     mi_batch,
@@ -115,3 +116,36 @@ def test_mi_batch_selects_images_and_targets(source, n):
     if source == "reconstruction":
         with pytest.raises(ValueError, match="no prior codes"):
             mi_batch(out, "generation", MIComponents(True, ()))
+
+
+def test_aggregate_code_entropy_is_the_entropy_of_the_batch_mean_posterior():
+    probs = torch.tensor([[0.7, 0.2, 0.1, 0.0], [0.1, 0.1, 0.2, 0.6]]) + 1e-9
+    mean = probs.mean(0) / probs.mean(0).sum()  # [0.4, 0.15, 0.15, 0.3]
+    expected = -(mean * mean.log()).sum()
+    torch.testing.assert_close(aggregate_code_entropy(probs.log()), expected, rtol=1e-5, atol=1e-6)
+    # confident posteriors on one category: H = 0, although every per-image posterior is sharp
+    collapsed = torch.tensor([[20.0, 0.0, 0.0]]).repeat(8, 1)
+    assert aggregate_code_entropy(collapsed).item() == pytest.approx(0.0, abs=1e-6)
+    # confident posteriors spread evenly over the categories: H = log K
+    spread = 20.0 * torch.eye(4).repeat(2, 1)
+    assert aggregate_code_entropy(spread).item() == pytest.approx(math.log(4), abs=1e-6)
+
+
+def test_aggregate_code_entropy_on_the_other_paths():
+    collapsed = torch.tensor([[20.0, 0.0, 0.0, 0.0]]).repeat(8, 1)
+    # generation: the codes come from the uniform prior, exactly log K whatever the encoder does
+    assert aggregate_code_entropy(collapsed, "generation").item() == pytest.approx(math.log(4))
+    # both: half the codes from the collapsed encoder, half uniform -> p = (0.625, 0.125, 0.125, 0.125)
+    p = torch.tensor([0.625, 0.125, 0.125, 0.125])
+    assert aggregate_code_entropy(collapsed, "both").item() == pytest.approx(float(-(p * p.log()).sum()), abs=1e-5)
+
+
+def test_the_batch_estimate_of_the_aggregate_entropy_is_biased_low_as_documented():
+    """E[H(batch mean)] <= H(population mean) (Jensen), and the gap is within (K - 1) / (2 B) for hard posteriors."""
+    torch.manual_seed(0)
+    k, batch = 10, 16
+    logits = 30.0 * F.one_hot(torch.randint(k, (64 * batch,)), k).float()  # hard posteriors, nearly uniform aggregate
+    population = aggregate_code_entropy(logits).item()
+    batches = torch.stack([aggregate_code_entropy(chunk) for chunk in logits.split(batch)]).mean().item()
+    gap = population - batches
+    assert 0 < gap <= (k - 1) / (2 * batch) * 1.25

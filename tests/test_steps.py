@@ -15,7 +15,13 @@ def _separate_gradients(vae, q, objective, x, tau, seed):
     out, recon, kl_cont, kl_cat = vae_forward(vae, x, tau, objective)
     images, c, z = mi_batch(out, objective.source, objective.components)
     ce_cat, ce_cont = mi_cross_entropies(*q(images), c, z)
-    loss_vae = recon + objective.kl_weight * (kl_cont + kl_cat) + objective.lambda_cat * ce_cat + objective.lambda_cont * ce_cont
+    # the aggregate code entropy, written out here from its definition: H(mean over the batch of softmax(logits))
+    probs = torch.softmax(out.logits, dim=1).mean(0) if out.logits is not None else None
+    if probs is not None and objective.source == "both":
+        probs = 0.5 * probs + 0.5 / probs.numel()
+    entropy = -(probs * probs.log()).sum() if probs is not None else 0.0
+    loss_vae = (recon + objective.kl_weight * (kl_cont + kl_cat) + objective.lambda_cat * ce_cat + objective.lambda_cont * ce_cont
+                - objective.entropy_weight * entropy)
     vae_grads = torch.autograd.grad(loss_vae, list(vae.parameters()), retain_graph=True)
     detach = lambda t: None if t is None else t.detach()  # noqa: E731
     q_ce = sum(mi_cross_entropies(*q(images.detach()), detach(c), detach(z)))
@@ -36,6 +42,9 @@ def _frozen_stepper(vae, q, config) -> Stepper:
     ("paper-joint-baseline", {}),  # lambda = 0: Q's input detached
     ("paper-gaussian", {}),  # reconstructions and generations
     ("paper-joint", {"mi_source": "generation", "recon_loss": "bernoulli"}),
+    ("paper-joint", {"aggregate_entropy": True}),  # + lambda_cat * H(c): two backward passes
+    ("paper-joint", {"aggregate_entropy": True, "lambda_cont": 0.01}),  # + H(c) on the single-backward path
+    ("paper-joint", {"aggregate_entropy": True, "mi_source": "both", "lambda_entropy": 0.03}),  # H of the mixture with the prior
 ])
 def test_fused_gradients_equal_the_separate_computations(preset, overrides):
     config = make_config(preset, "smoke", {"batch_size": 16, **overrides})
@@ -63,6 +72,26 @@ def test_the_mi_term_reaches_the_encoder_only_through_lambda():
         x = torch.rand(16, 1, 28, 28) * 2 - 1
         grads[preset] = _separate_gradients(vae, q, objective_of(config), x, torch.tensor(0.7), seed=3)[0][0]
     assert not torch.allclose(grads["paper-joint"], grads["paper-joint-baseline"])
+
+
+@pytest.mark.parametrize("step_mode", ["fused", "alternating"])
+def test_the_entropy_term_changes_only_the_encoder_gradient(step_mode):
+    """H(c) depends on the encoder's logits alone: with it the encoder's gradient moves, the decoder's and Q's do not."""
+    grads = {}
+    for on in (False, True):
+        config = make_config("paper-joint", "smoke", {"batch_size": 16, "aggregate_entropy": on, "lambda_entropy": 0.5, "step_mode": step_mode})
+        torch.manual_seed(0)
+        vae, q = build_networks((1, 28, 28), config)
+        stepper = _frozen_stepper(vae, q, config)
+        stepper.mode = step_mode
+        torch.manual_seed(3)
+        stepper(torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(1)) * 2 - 1, torch.tensor(0.7))
+        grads[on] = {"encoder": vae.encoder.head[-1].weight.grad.clone(), "decoder": vae.decoder.mlp[0].weight.grad.clone(),
+                     "q": q.net[-2].weight.grad.clone()}
+    assert not torch.allclose(grads[True]["encoder"], grads[False]["encoder"])
+    torch.testing.assert_close(grads[True]["decoder"], grads[False]["decoder"])
+    if step_mode == "fused":  # the alternating step trains Q on a second forward pass, which the term does not enter either
+        torch.testing.assert_close(grads[True]["q"], grads[False]["q"])
 
 
 def test_scale_grad_is_identity_forward_and_scales_backward():
