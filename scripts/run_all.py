@@ -1,11 +1,15 @@
 """Execute every notebook with papermill, collect the figures, build the book. Called by ./run_all.sh.
 
-    python scripts/run_all.py [--profile smoke|quick|full] [--only NN ...] [--device auto|cpu|cuda] [--build-dir build]
+    python scripts/run_all.py [--profile smoke|quick|study|full] [--only NN ...] [--device auto|cpu|cuda] [--build-dir build]
 
 The notebooks' ``.py`` files (jupytext percent format) are the source: each is converted to a fresh
 notebook under ``<build>/input``, executed into ``<build>/executed`` with its parameters injected (the
 paired notebooks in ``notebooks/`` are never written), and the executed notebooks are copied with the
 book sources into ``<build>/book`` and built there with Jupyter Book (warnings are errors).
+
+``--profile study`` first runs the study (``vmivae.study``: hours on a 2-core CPU) and writes its result
+files to ``results/study``, then executes the notebooks under the ``quick`` profile: the results chapter
+reads the study from those files, so every other profile shows the committed study.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-PROFILES = ("smoke", "quick", "full")
+PROFILES = ("smoke", "quick", "study", "full")
+RESULTS = ROOT / "results" / "study"
 COMMITTED_BENCH = ROOT / "benchmarks" / "cpu-2core.md"
 
 
@@ -143,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key:
             parser.error(f"--param expects KEY=VALUE, got '{item}'")
         extra[key] = yaml.safe_load(value)
+    if args.profile == "study":  # the long runs, then the quick book that shows them
+        from vmivae.study import load_study, run_study
+
+        print("run_all: running the study (long: see the reproducing page for its cost) ...", file=sys.stderr, flush=True)
+        run_study(load_study(), args.runs_dir, RESULTS, workers=args.workers, device=args.device, command="./run_all.sh --profile study")
+        args.profile = "quick"
     build = Path(args.build_dir).resolve()
     selected = notebooks(args.only)
     timings_file = build / "timings.json"

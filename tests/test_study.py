@@ -1,0 +1,81 @@
+"""Studies: the shipped grid is valid, a small grid runs end to end into result files, statistics are right."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from vmivae.errors import ConfigError
+from vmivae.study import COLUMNS, Study, Variant, contrast, load_study, read_results, run_study, summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_shipped_study_compares_the_objectives_on_both_datasets():
+    study = load_study("joint-objectives")
+    names = {v.name for v in study.variants}
+    assert {"baseline", "paper", "true-bound", "generation", "both-true-bound"} <= names
+    assert set(study.datasets) == {"mnist-5k", "mnist"} and len(study.seeds) >= 3
+    configs = {name: spec.config for _, name, seed, spec in study.specs(["mnist-5k"], [0])}
+    assert configs["baseline"].lambda_cat == 0 and configs["paper"].entropy_weight == 0
+    assert configs["true-bound"].entropy_weight == configs["true-bound"].lambda_cat > 0
+    assert configs["generation"].mi_source == "generation" and configs["both-true-bound"].mi_source == "both"
+    # every variant is the same model with the same budget: only the objective differs
+    budget = {(c.continuous, c.categorical, c.steps, c.lr, c.batch_size, c.tau_rate) for c in configs.values()}
+    assert len(budget) == 1
+
+
+def test_unknown_study_or_dataset_is_one_sentence():
+    with pytest.raises(ConfigError, match="unknown study 'joint'"):
+        load_study("joint")
+    with pytest.raises(ConfigError, match="unknown dataset of study 'joint-objectives' 'cifar10'"):
+        load_study().specs(["cifar10"])
+
+
+@pytest.mark.slow
+def test_a_small_study_writes_its_results(tmp_path):
+    study = Study("tiny", "", "smoke", (0,), {"mnist-5k": {"steps": 4, "log_every": 2}},
+                  (Variant("baseline", "paper-joint-baseline", {}, "baseline"), Variant("true-bound", "paper-joint", {"aggregate_entropy": True}, "t")),
+                  estimator="smoke")
+    frame = run_study(study, tmp_path / "runs", tmp_path / "results", workers=1, device="cpu", command="pytest")
+    runs, training, meta = read_results(tmp_path / "results")
+    assert list(runs["variant"]) == ["baseline", "true-bound"] and set(COLUMNS) <= set(runs.columns)
+    assert runs["codes_used"].between(1, 10).all() and runs["hungarian"].between(0, 1).all()
+    pd.testing.assert_frame_equal(runs, frame, check_dtype=False, atol=1e-5)
+    assert list(training.groupby("variant")["step"].apply(list)) == [[2, 4], [2, 4]]
+    assert meta["command"] == "pytest" and meta["runs"] == 2 and meta["hardware"]
+
+
+def test_summary_statistics_are_the_t_interval_over_seeds():
+    frame = pd.DataFrame({"dataset": "d", "variant": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
+                          **{m: 0.0 for m in COLUMNS}})
+    frame.loc[:2, "hungarian"] = [0.5, 0.6, 0.7]
+    frame.loc[3:, "hungarian"] = [0.2, 0.21, 0.19]
+    row = summarize(frame, ["hungarian"]).set_index("variant").loc["a"]
+    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1) and row["n"] == 3
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
+    separated = contrast(frame, "a", "b", "hungarian", "d")
+    assert separated["difference"] == pytest.approx(0.4) and separated["resolved"]
+    frame.loc[3:, "hungarian"] = [0.4, 0.8, 0.6]  # overlapping seeds: no resolved difference
+    assert not contrast(frame, "a", "b", "hungarian", "d")["resolved"]
+
+
+def test_missing_results_say_how_to_make_them(tmp_path):
+    with pytest.raises(ConfigError, match=r"lacks runs.csv, training.csv, meta.json; run the study first: ./run_all.sh --profile study"):
+        read_results(tmp_path)
+
+
+def test_the_committed_results_are_the_shipped_study():
+    """The book reads results/study: it must hold every run of the shipped grid, with finite numbers."""
+    runs, training, meta = read_results(ROOT / "results" / "study")
+    study = load_study(meta["study"])
+    expected = {(d, v, s) for d, v, s, _ in study.specs()}
+    assert set(zip(runs["dataset"], runs["variant"], runs["seed"])) == expected
+    assert np.isfinite(runs[["hungarian", "nmi", "codes_used", "recon_mse"]].to_numpy()).all()
+    assert set(zip(training["dataset"], training["variant"], training["seed"])) == expected
+    for key in ("hardware", "date", "command", "train_seconds_sum"):
+        assert meta[key]
