@@ -1,0 +1,52 @@
+"""Reference solutions of the book's coding exercises (shown in the book in hidden dropdowns).
+
+Each is written as a student would, from the formula in the chapter, not by calling the package.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Exercise 1.1: KL(N(mu, sigma^2) || N(0, 1)) for every element."""
+    return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
+
+
+def gaussian_cross_entropy(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Exercise 2.1: -log N(z; mean, std^2), summed over the dims and averaged over the batch."""
+    nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
+    return nll.sum(dim=1).mean()
+
+
+def gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """Exercise 3.1: softmax((logits + g) / tau) with g ~ Gumbel(0, 1) = -log(-log U)."""
+    u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)
+    g = -torch.log(-torch.log(u))
+    return torch.softmax((logits + g) / tau, dim=-1)
+
+
+def aggregate_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Exercise 3.2: the entropy of the batch's mean posterior, H(mean_b softmax(logits_b))."""
+    p = torch.softmax(logits, dim=-1).mean(dim=0)
+    return -(p * torch.log(p.clamp_min(1e-12))).sum()
+
+
+def mi_from_confusion(prior: np.ndarray, confusion: np.ndarray) -> float:
+    """Exercise 4.1: I(c; c') = sum_{k,l} p(k) P(l|k) log(P(l|k) / p(l)), with p(l) = sum_k p(k) P(l|k)."""
+    joint = prior[:, None] * confusion
+    marginal = joint.sum(axis=0)
+    nonzero = joint > 0
+    return float((joint[nonzero] * np.log((confusion / marginal[None, :])[nonzero])).sum())
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b) (unequal variances)."""
+    from scipy import stats
+
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    diff = a.mean() - b.mean()
+    return diff - half, diff + half

@@ -1,0 +1,126 @@
+"""The book's coding exercises: a checker for each, and the reference solutions the book shows.
+
+In a chapter, a student writes one piece of the method and runs ``check("name", their_function)``: it
+compares the function with the package's own implementation on random inputs and prints one line that
+says whether it is right (or what is wrong). A function that still raises ``NotImplementedError`` is
+reported as not attempted, so an unsolved exercise never stops a notebook. The solutions live in
+``vmivae/exercise_solutions.py`` and the book renders them from there into hidden dropdowns; the tests
+run every solution through its checker and every checker against a wrong answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .latents import gaussian_kl_per_dim
+from .metrics import categorical_mi_exact
+from .objectives import aggregate_code_entropy, gaussian_cross_entropy
+
+
+@dataclass(frozen=True)
+class Exercise:
+    title: str
+    check: Callable[[Callable], str | None]  # None when right, else what is wrong
+
+
+def _close(got, want, what: str, tol: float = 1e-4) -> str | None:
+    got, want = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(want, dtype=torch.float64)
+    if got.shape != want.shape:
+        return f"{what} has shape {tuple(got.shape)}, expected {tuple(want.shape)}"
+    err = float((got - want).abs().max()) if got.numel() else 0.0
+    return None if err <= tol * (1 + float(want.abs().max())) else f"{what} is off by up to {err:.3g}"
+
+
+def _check_gaussian_kl(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    return _close(fn(mu, logvar), gaussian_kl_per_dim(mu, logvar), "KL(N(mu, sigma^2) || N(0, 1)) per element")
+
+
+def _check_gaussian_cross_entropy(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    mean, log_std, z = (torch.randn(64, 2, generator=g) for _ in range(3))
+    return _close(fn(mean, log_std, z), gaussian_cross_entropy(mean, log_std, z), "CE_cont (summed over dims, batch mean)")
+
+
+def _check_gumbel_softmax(fn) -> str | None:
+    """Shape, simplex, the temperature limit, and argmax frequencies equal to softmax(logits)."""
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    logits = probs.log().repeat(20_000, 1)
+    torch.manual_seed(0)
+    y = fn(logits, 0.5)
+    if tuple(y.shape) != tuple(logits.shape):
+        return f"the sample has shape {tuple(y.shape)}, expected {tuple(logits.shape)}"
+    if (y < 0).any() or not torch.allclose(y.sum(-1), torch.ones(len(y)), atol=1e-4):
+        return "each sample must be a point of the simplex (non-negative, summing to 1)"
+    freq = torch.bincount(y.argmax(-1), minlength=4).double() / len(y)
+    if (freq - probs.double()).abs().max() > 0.02:
+        return f"argmax frequencies {freq.numpy().round(3).tolist()} do not match the probabilities {probs.tolist()}: is the noise Gumbel?"
+    cold = fn(logits[:200], 0.01)
+    if (cold.max(-1).values < 0.99).float().mean() > 0.05:
+        return "at a temperature near 0 the samples should be (nearly) one-hot: divide by tau"
+    return None
+
+
+def _check_aggregate_entropy(fn) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(124, 10, generator=g)
+    problem = _close(fn(logits), aggregate_code_entropy(logits), "H(mean of softmax(logits))")
+    if problem and abs(float(fn(logits)) - float(-(F.softmax(logits, -1) * F.log_softmax(logits, -1)).sum(-1).mean())) < 1e-4:
+        return "that is the mean entropy of each posterior, E_x H(q(c|x)); the bound needs the entropy of their mean, H(E_x q(c|x))"
+    return problem
+
+
+def _check_mi_from_confusion(fn) -> str | None:
+    rng = np.random.default_rng(0)
+    for k in (2, 5, 10):
+        prior = rng.dirichlet(np.ones(k))
+        confusion = rng.dirichlet(np.ones(k), size=k)
+        problem = _close(fn(prior, confusion), categorical_mi_exact(prior, confusion), f"I(c; c') for K = {k}")
+        if problem:
+            return problem
+    eye = np.eye(4)
+    return _close(fn(np.full(4, 0.25), eye), math.log(4), "I for a noiseless channel (should be log K)")
+
+
+def _check_welch_interval(fn) -> str | None:
+    from scipy import stats
+
+    a, b = np.array([0.61, 0.55, 0.70]), np.array([0.30, 0.41, 0.35, 0.28])
+    want = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    return _close(np.asarray(fn(a, b), dtype=float), np.array([want.low, want.high]), "the 95% Welch interval for mean(a) - mean(b)")
+
+
+EXERCISES = {
+    "gaussian_kl": Exercise("1.1 the Gaussian KL per dimension", _check_gaussian_kl),
+    "gaussian_cross_entropy": Exercise("2.1 Q's Gaussian cross-entropy", _check_gaussian_cross_entropy),
+    "gumbel_softmax": Exercise("3.1 a Gumbel-softmax sample", _check_gumbel_softmax),
+    "aggregate_entropy": Exercise("3.2 the aggregate code entropy", _check_aggregate_entropy),
+    "mi_from_confusion": Exercise("4.1 the MI of a noisy channel", _check_mi_from_confusion),
+    "welch_interval": Exercise("5.1 a Welch interval over seeds", _check_welch_interval),
+}
+
+
+def verdict(name: str, fn: Callable) -> tuple[bool | None, str]:
+    """``(True, message)`` if right, ``(False, what is wrong)``, ``(None, ...)`` if not attempted yet."""
+    exercise = EXERCISES[name]
+    try:
+        problem = exercise.check(fn)
+    except NotImplementedError:
+        return None, f"Exercise {exercise.title}: not attempted yet. Write the function above and run this cell again."
+    except Exception as exc:  # a student's bug: report it in one line, never stop the notebook
+        return False, f"Exercise {exercise.title}: your function raised {type(exc).__name__}: {exc}"
+    if problem:
+        return False, f"Exercise {exercise.title}: not yet right: {problem}."
+    return True, f"Exercise {exercise.title}: correct."
+
+
+def check(name: str, fn: Callable) -> None:
+    """Print whether ``fn`` solves exercise ``name`` (one line)."""
+    print(verdict(name, fn)[1])
