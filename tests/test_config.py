@@ -22,6 +22,23 @@ def test_paper_joint_matches_the_paper():
     assert c.mi_source == "reconstruction" and c.tau_min == 0.3 and c.dataset == "mnist"
 
 
+def test_the_paper_presets_keep_the_papers_objective_and_vmi_joint_adds_the_entropy():
+    paper, vmi = make_config("paper-joint", "quick"), make_config("vmi-joint", "quick")
+    assert paper.entropy_weight == 0 and not paper.aggregate_entropy
+    assert vmi.aggregate_entropy and vmi.entropy_weight == vmi.lambda_cat == paper.lambda_cat
+    assert vmi.replace(aggregate_entropy=False) == paper  # the one difference
+    # the twin is the very same run as the paper's baseline, so the run cache trains it once
+    assert make_config("vmi-joint-baseline", "quick").hash() == make_config("paper-joint-baseline", "quick").hash()
+
+
+def test_aggregate_entropy_is_checked():
+    with pytest.raises(ConfigError, match="aggregate_entropy has no effect on the generation path"):
+        make_config("vmi-joint", "smoke", {"mi_source": "generation"})
+    with pytest.raises(ConfigError, match="set mi_categorical: true"):
+        make_config("paper-gaussian", "smoke", {"aggregate_entropy": True})
+    assert make_config("vmi-joint", "smoke", {"lambda_entropy": 0.2}).entropy_weight == 0.2
+
+
 def test_paper_gaussian_matches_the_paper():
     c = make_config("paper-gaussian", "full")
     assert (c.continuous, c.categorical, c.mi_dims, c.mi_source, c.lambda_cont) == (32, None, (0, 1), "both", 0.0005)
