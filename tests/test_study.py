@@ -79,3 +79,16 @@ def test_the_committed_results_are_the_shipped_study():
     assert set(zip(training["dataset"], training["variant"], training["seed"])) == expected
     for key in ("hardware", "date", "command", "train_seconds_sum"):
         assert meta[key]
+
+
+def test_verdicts_follow_the_welch_interval():
+    from vmivae.study import verdicts
+
+    rows = []
+    for variant, values in {"baseline": [0.30, 0.31, 0.29], "paper": [0.28, 0.36, 0.33], "true-bound": [0.50, 0.55, 0.52]}.items():
+        for seed, v in enumerate(values):
+            rows.append({"dataset": "d", "variant": variant, "seed": seed, **{m: 0.0 for m in COLUMNS}, "hungarian": v})
+    table = verdicts(pd.DataFrame(rows)).set_index(["metric", "objective"])
+    assert table.loc[("hungarian", "true-bound"), "verdict"] == "reproduced"
+    assert table.loc[("hungarian", "paper"), "verdict"] == "not reproduced"  # an interval that straddles zero
+    assert table.loc[("mi_categorical", "true-bound"), "verdict"] == "not reproduced"  # no difference at all
