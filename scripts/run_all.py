@@ -7,6 +7,11 @@ notebook under ``<build>/input``, executed into ``<build>/executed`` with its pa
 paired notebooks in ``notebooks/`` are never written), and the executed notebooks are copied with the
 book sources into ``<build>/book`` and built there with Jupyter Book (warnings are errors).
 
+``--repository-url URL`` (or the environment variable ``VMIVAE_REPOSITORY_URL``; the Pages workflow sets it
+to the GitHub repository) gives the book a repository button and Binder and Colab launch buttons on every
+notebook page, pointing at the repository's ``notebooks/``; unset, the book has none. ``--book-only``
+rebuilds the book from the notebooks executed earlier, without running any.
+
 ``--profile study`` first runs the study (``vmivae.study``: hours on a 2-core CPU) and writes its result
 files to ``results/study``, then executes the notebooks under the ``quick`` profile: the results chapter
 reads the study from those files, so every other profile shows the committed study.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -112,12 +118,82 @@ def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: s
     (generated / "bench.md").write_text(bench)
 
 
-def build_book(build: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None) -> Path:
+BINDER_URL = "https://mybinder.org"
+COLAB_URL = "https://colab.research.google.com"
+
+
+def copy_sources(book: Path) -> None:
+    """The package's modules into ``<book>/_src/vmivae``: literalinclude blocks read ``/_src/vmivae/<module>.py``."""
+    for source in (ROOT / "vmivae").rglob("*.py"):
+        target = book / "_src" / source.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _shortened(value: str) -> str:
+    """An absolute path as the book shows it: relative to the repository, else only its last part."""
+    path = Path(value)
+    if not path.is_absolute():
+        return value
+    return path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else path.name
+
+
+def strip_local_paths(notebook: Path) -> None:
+    """The book's copy of an executed notebook without the building machine's paths: papermill's injected
+    parameters (``runs_dir = "/home/..."``) and its metadata show them relative to the repository."""
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["source"] = re.sub(r'"(/[^"\n]*)"', lambda m: json.dumps(_shortened(m.group(1))), cell["source"])
+    papermill = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if isinstance(papermill.get(key), str):
+            papermill[key] = _shortened(papermill[key])
+    for key, value in papermill.get("parameters", {}).items():
+        if isinstance(value, str):
+            papermill["parameters"][key] = _shortened(value)
+    nbformat.write(nb, notebook)
+
+
+def report_presentation(html: Path) -> None:
+    """Count the defects ``scripts/book_checks.py`` finds in the built pages (warnings, paths, raw TeX ...)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from book_checks import scan_book
+
+    report = scan_book(html)
+    if report:
+        n = sum(len(d) for found in report.values() for d in found.values())
+        print(f"run_all: {n} presentation defect(s) on {len(report)} page(s); list them with: "
+              f"python scripts/book_checks.py {html}", file=sys.stderr)
+
+
+def configure_book(book: Path, repository_url: str | None, branch: str = "main") -> None:
+    """Write the repository settings into the copied ``_config.yml``: with a URL, the repository button and
+    Binder and Colab launch buttons (sphinx-book-theme; the book's extension points them at ``notebooks/``);
+    without one, the committed configuration (no repository or launch buttons)."""
+    if not repository_url:
+        return
+    path = book / "_config.yml"
+    config = yaml.safe_load(path.read_text())
+    config["repository"] = {"url": repository_url.rstrip("/"), "branch": branch, "path_to_book": "book"}
+    config.setdefault("html", {})["use_repository_button"] = True
+    config["launch_buttons"] = {**config.get("launch_buttons", {}), "binderhub_url": BINDER_URL, "colab_url": COLAB_URL}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def build_book(build: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None,
+               repository_url: str | None = None, branch: str = "main") -> Path:
     book = build / "book"
     if book.exists():
         shutil.rmtree(book)
-    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "executed", "generated"))
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "executed", "generated", "_src", "__pycache__"))
     shutil.copytree(build / "executed", book / "executed")
+    for notebook in (book / "executed").glob("*.ipynb"):
+        strip_local_paths(notebook)
+    copy_sources(book)
+    configure_book(book, repository_url, branch)
     write_generated(book, timings, profile, bench_md)
     jb = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run([str(jb), "build", str(book), "-W", "--keep-going", "-q"], capture_output=True, text=True)
@@ -139,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bench", default=None, help="markdown benchmark table to show on the reproducing page "
                         "(default: the committed benchmarks/cpu-2core.md)")
     parser.add_argument("--no-book", action="store_true", help="execute the notebooks only")
+    parser.add_argument("--book-only", action="store_true", help="rebuild the book from the notebooks executed earlier")
+    parser.add_argument("--repository-url", default=os.environ.get("VMIVAE_REPOSITORY_URL") or None,
+                        help="the repository the book links to, e.g. https://github.com/ORG/vmivae: adds the repository "
+                        "button and Binder/Colab launch buttons (default: $VMIVAE_REPOSITORY_URL; unset: no such buttons)")
+    parser.add_argument("--repository-branch", default=os.environ.get("VMIVAE_REPOSITORY_BRANCH") or "main",
+                        help="the branch launch buttons open (default: $VMIVAE_REPOSITORY_BRANCH or main)")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="set a notebook parameter (value read as YAML), e.g. --param 'seeds=[0, 1]'")
     args = parser.parse_args(argv)
@@ -157,12 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     build = Path(args.build_dir).resolve()
     selected = notebooks(args.only)
     timings_file = build / "timings.json"
-    timings = json.loads(timings_file.read_text()) if timings_file.is_file() and args.only else {}
+    timings = json.loads(timings_file.read_text()) if timings_file.is_file() and (args.only or args.book_only) else {}
     timings = {k: v for k, v in timings.items() if isinstance(v, dict)}  # entries of an older layout are dropped
     parameters = {"profile": args.profile, "device": args.device, "workers": args.workers,
                   "runs_dir": str(Path(args.runs_dir).resolve()), "figures_dir": str(Path(args.figures_dir).resolve()), **extra}
     started = time.perf_counter()
-    for i, source in enumerate(selected, 1):
+    for i, source in enumerate([] if args.book_only else selected, 1):
         print(f"run_all: [{i}/{len(selected)}] {source.stem} (profile {args.profile}) ...", file=sys.stderr, flush=True)
         before = finished_runs(Path(parameters["runs_dir"]))
         seconds = execute(source, build, parameters)
@@ -175,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         missing = [p.stem for p in notebooks([]) if not (build / "executed" / f"{p.stem}.ipynb").is_file()]
         if missing:
             sys.exit(f"run_all: cannot build the book: {', '.join(missing)} not executed yet; run without --only first")
-        html = build_book(build, dict(sorted(timings.items())), args.profile, Path(args.bench) if args.bench else None)
+        html = build_book(build, dict(sorted(timings.items())), args.profile, Path(args.bench) if args.bench else None,
+                          args.repository_url, args.repository_branch)
         print(f"run_all: book built: {html / 'index.html'}", file=sys.stderr)
+        report_presentation(html)
     print(f"run_all: finished in {(time.perf_counter() - started) / 60:.1f} min", file=sys.stderr)
     return 0
 

@@ -2,6 +2,7 @@
 
 import functools
 import http.server
+import re
 import threading
 from pathlib import Path
 
@@ -12,10 +13,33 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 PAGES = ["intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
-         "executed/05_results", "api", "reproducing", "errors"]
+         "executed/05_results", "method_code", "glossary", "api", "reproducing", "errors", "bibliography"]
 WITH_MATHS = {"intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
-              "executed/05_results", "reproducing"}
+              "executed/05_results", "method_code", "glossary", "reproducing"}
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
+PHONE_ARTIFACTS = ROOT / "test-artifacts" / "screenshots-phone"
+MIN_SCALE = 0.6  # an image shown at less than 60% of its natural width is a figure too large to read
+
+# The text MathJax leaves: everything in main but code, scripts and typeset maths.
+PROSE_JS = """() => { const main = document.querySelector('main').cloneNode(true);
+  main.querySelectorAll('pre, code, script, style, mjx-container, .math, div.highlight').forEach(e => e.remove());
+  return main.textContent; }"""
+# Horizontal overflow at the desktop width: main itself, code blocks, tables; images too large or shrunk too far.
+LAYOUT_JS = """() => { const main = document.querySelector('main');
+  const visible = e => e.getClientRects().length > 0 && e.getBoundingClientRect().width > 0;
+  const column = (document.querySelector('article.bd-article') || main).getBoundingClientRect().width;
+  const name = e => (e.closest('[id]') ? '#' + e.closest('[id]').id + ' ' : '') + e.tagName.toLowerCase();
+  const out = {main: main.scrollWidth > main.clientWidth + 1 ? [main.scrollWidth, main.clientWidth] : null, pre: [], tables: [],
+               wide: [], shrunk: []};
+  main.querySelectorAll('pre').forEach(p => { if (visible(p) && p.scrollWidth > p.clientWidth + 1)
+    out.pre.push([name(p), p.scrollWidth, p.clientWidth, p.textContent.split('\\n').reduce((a, l) => Math.max(a, l.length), 0)]); });
+  main.querySelectorAll('table').forEach(t => { if (visible(t) && t.getBoundingClientRect().width > column + 1)
+    out.tables.push([name(t), Math.round(t.getBoundingClientRect().width), Math.round(column)]); });
+  main.querySelectorAll('img').forEach(i => { if (!visible(i)) return; const w = i.getBoundingClientRect().width;
+    const src = i.src.startsWith('data:') ? (i.alt || 'inline image').slice(0, 60) : i.src.split('/').pop();
+    if (w > column + 1) out.wide.push([src, Math.round(w), Math.round(column)]);
+    if (i.naturalWidth > 0 && w < """ + str(MIN_SCALE) + """ * i.naturalWidth) out.shrunk.push([src, i.naturalWidth, Math.round(w)]); });
+  return out; }"""
 
 pytestmark = pytest.mark.browser
 
@@ -47,9 +71,9 @@ def browser():
         browser.close()
 
 
-def _open(browser, url):
+def _open(browser, url, width=1280):
     """Load a page; return it with the lists of failed requests and error responses it saw."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": width, "height": 900})
     failed = []
     page.on("requestfailed", lambda r: failed.append(f"{r.url} ({r.failure})"))
     page.on("response", lambda r: failed.append(f"{r.url} (HTTP {r.status})") if r.status >= 400 else None)
@@ -68,10 +92,50 @@ def test_page_loads_completely(server, browser, name):
         if name in WITH_MATHS:
             page.wait_for_selector("mjx-container", timeout=20_000)
             assert page.locator("mjx-container").count() > 0
-            text = page.inner_text("main")
-            assert "\\[" not in text and "$$" not in text and "\\begin{" not in text
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{name.replace('/', '_')}.png"), full_page=False)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_raw_tex_is_left_after_mathjax(server, browser, name):
+    page, _ = _open(browser, f"{server}/{name}.html")
+    try:
+        if name in WITH_MATHS:
+            page.wait_for_selector("mjx-container", timeout=20_000)
+        text = page.evaluate(PROSE_JS)
+        left = [d for d in ("$$", "\\(", "\\)", "\\[", "\\]", "\\begin{") if d in text]
+        pair = re.search(r"\$[^$\n]+\$", text)
+        assert not left and not pair, (left, pair and pair.group(0)[:80])
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_the_column_never_overflows_and_figures_are_legible(server, browser, name):
+    """At 1280 px: nothing wider than the main column (code wraps at about 88 characters or fits, tables fit),
+    and every image at most the column's width and shown at 60% of its natural width or more."""
+    page, _ = _open(browser, f"{server}/{name}.html")
+    try:
+        page.wait_for_timeout(300)  # images decoded, fonts applied
+        layout = page.evaluate(LAYOUT_JS)
+        problems = {k: v for k, v in layout.items() if v}
+        assert not problems, problems
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_phone_screenshot(server, browser, name):
+    """Every page at a phone's width (390 px), for a person to look at (test-artifacts/screenshots-phone)."""
+    page, failed = _open(browser, f"{server}/{name}.html", width=390)
+    try:
+        PHONE_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = PHONE_ARTIFACTS / f"{name.replace('/', '_')}.png"
+        page.screenshot(path=str(path), full_page=False)
+        assert path.stat().st_size > 5_000 and not failed, failed
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390 + 1  # the page itself never scrolls sideways
     finally:
         page.close()
 

@@ -6,7 +6,9 @@ A chapter's setup cell is then::
     nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 
 and the chapter trains (or reuses) and measures its runs with ``nb.measured([...])``, shows and saves a
-figure with ``nb.show(fig, name)`` and loads the profile's test split with ``nb.test_data()``.
+figure with ``nb.show(fig, name, caption=..., alt=...)`` and loads the profile's test split with
+``nb.test_data()``. Tables (pandas DataFrames) show floats with three decimals, integers as integers, tiny
+and huge values in scientific notation and missing values as a dash.
 """
 
 from __future__ import annotations
@@ -28,13 +30,54 @@ from .run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
 ESTIMATOR_FOR_PROFILE = {"smoke": "smoke", "quick": "quick", "study": "quick", "full": "full"}
 
 
+MISSING = "–"  # how a table shows a missing value
+
+
 def _display_number(value: float) -> str:
-    """How a table shows a float: integers as integers, NaN as a dash, three significant decimals otherwise."""
+    """How a table shows a float: integers as integers, NaN as a dash, three decimals otherwise, and values
+    below 0.001 or from 100,000 on in scientific notation (so no cell reads ``0.000``, ``-0.000`` or a
+    long row of digits)."""
     if np.isnan(value):
-        return "–"
+        return MISSING
+    if np.isinf(value):
+        return "∞" if value > 0 else "-∞"
     if float(value).is_integer() and abs(value) < 1e15:
         return f"{int(value)}"
-    return f"{value:.3g}" if abs(value) >= 1000 or abs(value) < 0.001 else f"{value:.3f}"
+    return f"{value:.2e}" if abs(value) >= 1e5 or abs(value) < 0.001 else f"{value:.3f}"
+
+
+def _display_cell(value) -> str:
+    """A Styler cell (``frame.style``): floats as :func:`_display_number`, anything else as its text."""
+    return _display_number(value) if isinstance(value, float | np.floating) else str(value)
+
+
+def _dataframe_html(frame) -> str:
+    """A DataFrame's notebook HTML as pandas makes it, with missing values shown as :data:`MISSING`."""
+    import pandas as pd
+
+    text_columns = [i for i, dtype in enumerate(frame.dtypes) if pd.api.types.is_object_dtype(dtype)]
+    if text_columns and frame.iloc[:, text_columns].isna().any().any():  # None (not only NaN) shows as the dash too
+        frame = frame.copy()
+        for i in text_columns:
+            column = frame.iloc[:, i]
+            frame.iloc[:, i] = column.where(column.notna(), np.nan)
+    return frame.to_html(notebook=True, na_rep=MISSING, max_rows=pd.get_option("display.max_rows"),
+                         max_cols=pd.get_option("display.max_columns"), show_dimensions=pd.get_option("display.show_dimensions"))
+
+
+def _set_table_display() -> None:
+    import pandas as pd
+
+    pd.set_option("display.float_format", _display_number)
+    pd.set_option("styler.format.formatter", _display_cell)  # frame.style shows numbers the same way
+    pd.set_option("styler.format.na_rep", MISSING)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - notebooks always have IPython
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, _dataframe_html)
 
 
 @dataclass
@@ -54,9 +97,14 @@ class Notebook:
         self.estimator = ESTIMATOR_FOR_PROFILE.get(self.profile, "quick")
         self._show = figure_saver(self.figures_dir, self.prefix)
 
-    def show(self, fig, name: str) -> None:
-        """Save ``fig`` as ``<figures_dir>/<prefix>_<name>.png`` and display it once."""
-        self._show(fig, name)
+    def show(self, fig, name: str, *, caption: str, alt: str) -> None:
+        """Save ``fig`` as ``<figures_dir>/<prefix>_<name>.png`` and display it once, with its caption and alt text.
+
+        ``caption``: what the figure shows and what to notice (shown under it). ``alt``: a description of the
+        image for a reader who cannot see it (read by screen readers, shown if the image fails). Both are
+        required plain text; see :func:`vmivae.plots.figure_saver`.
+        """
+        self._show(fig, name, caption=caption, alt=alt)
 
     def spec(self, preset: str, name: str | None = None, **overrides: Any) -> RunSpec:
         """A run of ``preset`` under this chapter's profile, seeded with the chapter's seed unless overridden."""
@@ -82,11 +130,9 @@ class Notebook:
 def setup(prefix: str, profile: str = "quick", device: str = "auto", seed: int = 0, workers: int = 2,
           runs_dir: str = "../runs", figures_dir: str = "../figures") -> Notebook:
     """Seed every generator, set table display options, and return the chapter's :class:`Notebook`."""
-    import pandas as pd
-
     make_config(None, profile)  # an unknown profile fails here, in one sentence, before anything trains
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    pd.set_option("display.float_format", _display_number)
+    _set_table_display()
     return Notebook(prefix, profile, device, seed, workers, runs_dir, figures_dir)

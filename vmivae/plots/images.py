@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from ..latents import LatentSpec, sample_prior
 from ..models import VAE
-from .base import _styled, _tile
+from .base import MAX_WIDTH, _styled, _tile
 
 
 @_styled
@@ -20,7 +20,9 @@ def image_grid(images: torch.Tensor, ncol: int = 8, title: str | None = None, ro
     """A mosaic of images ``[N, C, H, W]`` in [-1, 1], optionally with row and column labels."""
     mosaic = _tile(images, ncol)
     nrow = -(-len(images) // ncol)
-    fig, ax = plt.subplots(figsize=(max(2.5, ncol * scale + (1 if row_labels else 0)), max(1.5, nrow * scale + (0.4 if title else 0))))
+    margin = 1 if row_labels else 0
+    scale = min(scale, (MAX_WIDTH - margin) / ncol)  # many columns: smaller tiles, never a figure wider than the page
+    fig, ax = plt.subplots(figsize=(max(2.5, ncol * scale + margin), max(1.5, nrow * scale + (0.4 if title else 0))))
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])

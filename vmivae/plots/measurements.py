@@ -10,7 +10,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from .base import PALETTE, _styled
+from .base import MAX_WIDTH, PALETTE, _styled
 
 
 @_styled
@@ -34,8 +34,12 @@ def confusion(clusters, labels, title: str = "categorical code vs digit label (t
 
 @_styled
 def mi_profile(results: Mapping[str, Mapping], key: str = "mi", components: Sequence[str] | None = None,
-               title: str = "MI lower bound per latent component (95% CI)") -> Figure:
-    """Grouped bars: one group per component, one bar per model, bootstrap 95% intervals as error bars."""
+               title: str = "MI lower bound per latent component (95% CI)", per_row: int = 12) -> Figure:
+    """Grouped bars: one group per component, one bar per model, bootstrap 95% intervals as error bars.
+
+    Components wrap into rows of at most ``per_row`` groups that share one y axis, so 33 components of two
+    models fit the page's width (three rows) instead of a strip several thousand pixels wide.
+    """
     rows = []
     for model, result in results.items():
         for name, c in result[key].items():
@@ -44,17 +48,23 @@ def mi_profile(results: Mapping[str, Mapping], key: str = "mi", components: Sequ
     frame = pd.DataFrame(rows)
     names = list(dict.fromkeys(frame["component"]))
     models = list(results)
+    chunks = [names[i : i + per_row] for i in range(0, len(names), per_row)]
     width = 0.8 / len(models)
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(names) * len(models) + 2), 3.6))
-    for i, model in enumerate(models):
-        part = frame[frame["model"] == model].set_index("component").loc[names]
-        xs = np.arange(len(names)) + (i - (len(models) - 1) / 2) * width
-        ax.bar(xs, part["nats"], width, label=model, color=PALETTE.get(model), yerr=[part["nats"] - part["lo"], part["hi"] - part["nats"]], capsize=2)
-    ax.set_xticks(np.arange(len(names)), names, rotation=45 if len(names) > 8 else 0)
-    ax.set_ylabel("nats")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.legend()
-    ax.set_title(title)
+    panel_width = min(MAX_WIDTH, max(4.5, 0.55 * len(chunks[0]) * max(1, len(models) / 2) + 1.2))
+    fig, axes = plt.subplots(len(chunks), 1, figsize=(panel_width, 2.5 * len(chunks) + 0.5), sharey=True, squeeze=False)
+    for ax, chunk in zip(axes[:, 0], chunks):
+        for i, model in enumerate(models):
+            part = frame[frame["model"] == model].set_index("component").reindex(chunk)
+            xs = np.arange(len(chunk)) + (i - (len(models) - 1) / 2) * width
+            ax.bar(xs, part["nats"], width, label=model, color=PALETTE.get(model),
+                   yerr=[part["nats"] - part["lo"], part["hi"] - part["nats"]], capsize=2)
+        ax.set_xticks(np.arange(len(chunk)), chunk)
+        ax.set_xlim(-0.6, per_row - 0.4 if len(chunks) > 1 else len(chunk) - 0.4)
+        ax.set_ylabel("MI (nats)")
+        ax.axhline(0, color="black", lw=0.8)
+    axes[0, 0].legend(fontsize=8)
+    axes[-1, 0].set_xlabel("latent component")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -65,10 +75,12 @@ def kl_per_dim(results: Mapping[str, Sequence[float]], title: str = "KL to the p
     fig, ax = plt.subplots(figsize=(7, 3.2))
     models = list(results)
     width = 0.8 / len(models)
+    n = len(next(iter(results.values())))
     for i, (model, kl) in enumerate(results.items()):
         xs = np.arange(len(kl)) + (i - (len(models) - 1) / 2) * width
         ax.bar(xs, kl, width, label=model, color=PALETTE.get(model))
-    ax.set_xticks(np.arange(len(next(iter(results.values())))), [f"z{j}" for j in range(len(next(iter(results.values()))))], rotation=90)
+    ax.set_xticks(np.arange(n), [f"z{j}" for j in range(n)], rotation=90 if n > 16 else 0)
+    ax.set_xlabel("Gaussian dimension")
     ax.set_ylabel("KL (nats)")
     ax.legend()
     ax.set_title(title)
@@ -76,13 +88,51 @@ def kl_per_dim(results: Mapping[str, Sequence[float]], title: str = "KL to the p
     return fig
 
 
+def factor_mi_vmax(*factor_mis: Mapping) -> float:
+    """The largest entry of several factor-MI matrices: the shared top of their colour scale."""
+    return float(max(np.nanmax(np.array(f["nats"], dtype=float)) for f in factor_mis))
+
+
+def _factor_heatmap(ax, factor_mi: Mapping, vmax: float, cbar: bool, cbar_ax=None) -> None:
+    sns.heatmap(np.array(factor_mi["nats"], dtype=float), annot=True, fmt=".2f", cmap="rocket_r", vmin=0, vmax=vmax,
+                xticklabels=factor_mi["factors"], yticklabels=factor_mi["latents"], ax=ax, annot_kws={"size": 7}, cbar=cbar,
+                cbar_ax=cbar_ax, cbar_kws={"label": "MI (nats)"})
+    ax.set_xlabel("ground-truth factor")
+    ax.tick_params(axis="x", rotation=30)
+    ax.tick_params(axis="y", rotation=0)
+
+
 @_styled
-def factor_mi_heatmap(factor_mi: Mapping, title: str = "MI between latents and ground-truth factors (nats)") -> Figure:
-    matrix = np.array(factor_mi["nats"])
-    fig, ax = plt.subplots(figsize=(4 + 0.5 * len(factor_mi["factors"]), 0.3 * len(factor_mi["latents"]) + 1.5))
-    sns.heatmap(matrix, annot=True, fmt=".2f", cmap="rocket_r", xticklabels=factor_mi["factors"], yticklabels=factor_mi["latents"], ax=ax,
-                annot_kws={"size": 7})
+def factor_mi_heatmap(factor_mi: Mapping, title: str = "MI between latents and ground-truth factors (nats)", vmax: float | None = None) -> Figure:
+    """Latents (rows) against factors (columns). Heat maps compared with each other need one colour scale:
+    pass them all ``vmax=factor_mi_vmax(a, b)``, or draw them together with :func:`factor_mi_heatmaps`."""
+    vmax = factor_mi_vmax(factor_mi) if vmax is None else vmax
+    fig, ax = plt.subplots(figsize=(min(MAX_WIDTH, 3.2 + 0.6 * len(factor_mi["factors"])), 0.3 * len(factor_mi["latents"]) + 1.6))
+    _factor_heatmap(ax, factor_mi, vmax, cbar=True)
+    ax.set_ylabel("latent")
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+@_styled
+def factor_mi_heatmaps(factor_mis: Mapping[str, Mapping], title: str = "MI between latents and ground-truth factors (nats)",
+                       vmax: float | None = None) -> Figure:
+    """Several models' factor-MI heat maps side by side on one colour scale (one colour bar)."""
+    vmax = factor_mi_vmax(*factor_mis.values()) if vmax is None else vmax
+    first = next(iter(factor_mis.values()))
+    n = len(factor_mis)
+    fig = plt.figure(figsize=(min(MAX_WIDTH, 1.2 + n * (1.2 + 0.5 * len(first["factors"]))), 0.3 * len(first["latents"]) + 1.8))
+    grid = fig.add_gridspec(1, n + 1, width_ratios=[1] * n + [0.06])
+    cbar_ax = fig.add_subplot(grid[0, n])
+    for i, (name, factor_mi) in enumerate(factor_mis.items()):
+        ax = fig.add_subplot(grid[0, i])
+        _factor_heatmap(ax, factor_mi, vmax, cbar=i == 0, cbar_ax=cbar_ax if i == 0 else None)
+        ax.set_title(name, fontsize=10)
+        ax.set_ylabel("latent" if i == 0 else "")
+        if i:
+            ax.set_yticklabels([])
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -96,7 +146,7 @@ def estimate_vs_truth(frame: pd.DataFrame, title: str = "estimator on channels w
     ax.bar(xs + 0.2, frame["estimate"], 0.4, label="estimate", color="#c44e52",
            yerr=[frame["estimate"] - frame["lo"], frame["hi"] - frame["estimate"]], capsize=3)
     ax.set_xticks(xs, frame["channel"], rotation=15)
-    ax.set_ylabel("nats")
+    ax.set_ylabel("MI (nats)")
     ax.legend()
     ax.set_title(title)
     fig.tight_layout()

@@ -1,0 +1,84 @@
+"""How a chapter shows numbers and figures: vmivae.notebook's table formats and Notebook.show."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vmivae import plots
+from vmivae.notebook import MISSING, Notebook, _dataframe_html, _display_number, _set_table_display
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTIONS = ("display.float_format", "styler.format.formatter", "styler.format.na_rep")
+
+
+def _checks():
+    spec = importlib.util.spec_from_file_location("book_checks", ROOT / "scripts" / "book_checks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def table_display():
+    _set_table_display()
+    yield
+    for option in OPTIONS:
+        pd.reset_option(option)
+
+
+@pytest.mark.parametrize("value, shown", [(0.12345, "0.123"), (2.0, "2"), (-0.0, "0"), (600.0, "600"), (np.nan, "–"),
+                                          (1e-4, "1.00e-04"), (-0.0004, "-4.00e-04"), (0.0012, "0.001"), (1234.5678, "1234.568"),
+                                          (123456.7, "1.23e+05"), (-12.3456, "-12.346")])
+def test_numbers_show_three_decimals_integers_as_integers_and_missing_as_a_dash(value, shown):
+    assert _display_number(value) == shown
+
+
+def test_no_number_shows_as_a_bad_table_cell():
+    """Whatever the value, the book's table check accepts how it is shown (no -0.000, no 4 decimals, no nan)."""
+    bad_cell = _checks().bad_cell
+    values = np.concatenate([np.geomspace(1e-9, 1e12, 400), -np.geomspace(1e-9, 1e12, 400), [0.0, -0.0, np.nan, 0.0005, -0.0005, 0.9995]])
+    assert not [(v, _display_number(v)) for v in values if bad_cell(_display_number(v))]
+
+
+def test_dataframe_html_shows_none_and_nan_as_a_dash(table_display):
+    frame = pd.DataFrame({"variant": ["paper", None], "accuracy": [0.12345, np.nan], "steps": [600, 600], "note": [1.5, None]})
+    frame.columns = ["variant", "accuracy", "steps", "variant"]  # duplicate names are allowed in a table
+    cells = re.findall(r"<td>([^<]*)</td>", _dataframe_html(frame))
+    assert cells == ["paper", "0.123", "600", "1.500", MISSING, MISSING, "600", MISSING]
+    assert '<table border="1" class="dataframe">' in _dataframe_html(frame)
+
+
+def test_styled_tables_show_numbers_the_same_way(table_display):
+    frame = pd.DataFrame({"difference": [0.009, -0.0004, np.nan], "label": ["a", "b", None], "n": [3, 3, 3]})
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", frame.style.set_caption("VMI minus baseline").to_html())
+    assert cells == ["0.009", "a", "3", "-4.00e-04", "b", "3", MISSING, MISSING, "3"]
+
+
+def test_setup_registers_the_table_html_in_a_notebook(table_display):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        _set_table_display()
+        shell.display_formatter.formatters["text/html"].enabled = True
+        data, _ = shell.display_formatter.format(pd.DataFrame({"a": [np.nan, 0.5]}))
+        assert re.findall(r"<td>([^<]*)</td>", data["text/html"]) == [MISSING, "0.500"]
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_notebook_show_saves_and_displays_a_captioned_figure(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+    nb = Notebook("03", "smoke", "cpu", 0, 1, str(tmp_path / "runs"), str(tmp_path / "figures"))
+    nb.show(plots.kl_per_dim({"VMI": [0.1, 0.5]}), "kl", caption="The KL of each dimension.", alt="Two bars.")
+    assert (tmp_path / "figures" / "03_kl.png").is_file()
+    assert "<figcaption>The KL of each dimension.</figcaption>" in shown[0]["text/html"] and 'alt="Two bars."' in shown[0]["text/html"]
+    with pytest.raises(TypeError, match="caption"):
+        nb.show(plots.kl_per_dim({"VMI": [0.1]}), "kl")
