@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +85,29 @@ def test_notebook_show_saves_and_displays_a_captioned_figure(tmp_path, monkeypat
     assert "<figcaption>The KL of each dimension.</figcaption>" in shown[0]["text/html"] and 'alt="Two bars."' in shown[0]["text/html"]
     with pytest.raises(TypeError, match="caption"):
         nb.show(plots.kl_per_dim({"VMI": [0.1]}), "kl")
+
+
+def test_progress_lines_stay_out_of_a_chapter_and_warnings_do_not(capsys):
+    from vmivae.notebook import _without_progress_lines
+
+    with _without_progress_lines():
+        print("vmivae: training and/or evaluating 2 run(s), reusing 0", file=sys.stderr)
+        print("UserWarning: something to see", file=sys.stderr)
+    assert capsys.readouterr().err == "UserWarning: something to see\n"
+
+
+def test_timing_says_how_long_the_chapter_took_and_what_it_trained(tmp_path, monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+    nb = Notebook("03", "smoke", "cpu", 0, 1, str(tmp_path / "runs"), str(tmp_path / "figures"))
+    for name, age in (("cached", 3600), ("fresh", 0)):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text("{}")
+        if age:
+            os.utime(tmp_path / "runs" / name / "metrics.json", (time.time() - age, time.time() - age))
+        nb._runs.add(str(tmp_path / "runs" / name))
+    nb.timing()
+    text = shown[0]["text/markdown"]
+    assert re.fullmatch(r"This chapter ran in \d+\.\d min on CPU \(profile `smoke`\): it trained 1 of the 2 run\(s\) it uses "
+                        r"and read the others from the run cache\.", text), text
+    assert str(tmp_path) not in text

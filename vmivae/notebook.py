@@ -6,15 +6,21 @@ A chapter's setup cell is then::
     nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 
 and the chapter trains (or reuses) and measures its runs with ``nb.measured([...])``, shows and saves a
-figure with ``nb.show(fig, name, caption=..., alt=...)`` and loads the profile's test split with
-``nb.test_data()``. Tables (pandas DataFrames) show floats with three decimals, integers as integers, tiny
-and huge values in scientific notation and missing values as a dash.
+figure with ``nb.show(fig, name, caption=..., alt=...)``, loads the profile's test split with
+``nb.test_data()`` and ends with ``nb.timing()`` (how long the chapter took, how many runs it trained).
+Tables (pandas DataFrames) show floats with three decimals, integers as integers, tiny and huge values in
+scientific notation and missing values as a dash.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import random
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +28,7 @@ import torch
 
 from .config import Config
 from .datasets import ImageData, load
+from .device import resolve_device
 from .plots import figure_saver
 from .presets import make_config
 from .run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
@@ -80,6 +87,20 @@ def _set_table_display() -> None:
         shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, _dataframe_html)
 
 
+@contextlib.contextmanager
+def _without_progress_lines():
+    """The run cache's progress lines (``vmivae: training ...``) are for a terminal, not for the book: drop
+    them from a chapter's output and pass anything else written to stderr (a warning) through."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            yield
+    finally:
+        rest = "".join(line for line in captured.getvalue().splitlines(keepends=True) if not line.startswith("vmivae: "))
+        if rest:
+            sys.stderr.write(rest)
+
+
 @dataclass
 class Notebook:
     """What a chapter needs after its parameters cell; made by :func:`setup`."""
@@ -96,6 +117,8 @@ class Notebook:
     def __post_init__(self):
         self.estimator = ESTIMATOR_FOR_PROFILE.get(self.profile, "quick")
         self._show = figure_saver(self.figures_dir, self.prefix)
+        self._started, self._started_wall = time.perf_counter(), time.time()
+        self._runs: set[str] = set()  # run directories this chapter used
 
     def show(self, fig, name: str, *, caption: str, alt: str) -> None:
         """Save ``fig`` as ``<figures_dir>/<prefix>_<name>.png`` and display it once, with its caption and alt text.
@@ -115,11 +138,27 @@ class Notebook:
 
     def measured(self, specs: list[RunSpec], paths: tuple[str, ...] = ("generation",)) -> tuple[list, list[dict[str, Any]]]:
         """Train (or reuse from the run cache) and evaluate every run: ``(runs, evaluation results)``."""
-        return ensure_measured_runs(specs, self.runs_dir, self.device, self.workers, self.estimator, paths)
+        with _without_progress_lines():
+            runs, results = ensure_measured_runs(specs, self.runs_dir, self.device, self.workers, self.estimator, paths)
+        self._runs.update(str(r.path) for r in runs if r.path is not None)
+        return runs, results
 
     def evaluations(self, runs: list, paths: tuple[str, ...]) -> list[dict[str, Any]]:
         """Evaluations of trained runs on other MI paths (cached next to each run)."""
-        return ensure_evaluations(runs, self.estimator, paths, self.workers)
+        with _without_progress_lines():
+            return ensure_evaluations(runs, self.estimator, paths, self.workers)
+
+    def timing(self) -> None:
+        """Display, at the end of a chapter, how long it took and how many of its runs it trained (the rest
+        came from the run cache), so a reader can tell a fresh machine's time from a warm cache's."""
+        from IPython.display import display
+
+        minutes = (time.perf_counter() - self._started) / 60
+        trained = sum(1 for run in self._runs if (m := Path(run) / "metrics.json").is_file() and m.stat().st_mtime >= self._started_wall)
+        where = torch.cuda.get_device_name(0) if resolve_device(self.device).type == "cuda" else f"{resolve_device(self.device).type.upper()}"
+        text = (f"This chapter ran in {minutes:.1f} min on {where} (profile `{self.profile}`): it trained {trained} of the "
+                f"{len(self._runs)} run(s) it uses and read the others from the run cache.")
+        display({"text/markdown": text, "text/plain": text}, raw=True)
 
     def test_data(self, preset: str = "paper-joint") -> ImageData:
         """The test split of the dataset this profile trains ``preset`` on."""
