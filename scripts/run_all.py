@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not key:
             parser.error(f"--param expects KEY=VALUE, got '{item}'")
         extra[key] = yaml.safe_load(value)
-    if args.profile == "study":  # the long runs, then the quick book that shows them
+    if args.profile == "study" and not args.book_only:  # the long runs, then the quick book that shows them
         from vmivae.study import load_study, run_study
 
         print("run_all: running the study (long: see the reproducing page for its cost) ...", file=sys.stderr, flush=True)
