@@ -51,6 +51,12 @@ TRAIN_ROWS = [
     (["--set", "dataset=mnsit"], "unknown dataset 'mnsit'"),
     (["--set", "dataset=celeba"], "CelebA is not in"),
     (["--set", "batch_size=5000"], "batch_size 5000 is larger than the 4000 training images"),
+    (["--set", "seed=18446744073709551616"], "seed must be between 0 and 18446744073709551615 (a 64-bit generator's seed)"),
+    (["--set", "steps=100000000000000000000"], "steps is too large (100000000000000000000); it must be at most 9223372036854775807"),
+    (["--set", "device=cuda:abc"], "unknown device 'cuda:abc'; valid: auto, cpu, cuda, cuda:N, mps"),
+    (["--set", "device=gpu"], "unknown device 'gpu'"),
+    (["--set", "device=cuda:"], "unknown device 'cuda:'"),
+    (["--set", "continuous=2000000000"], "the model and the data do not fit in cpu memory"),
 ]
 
 
@@ -60,7 +66,7 @@ def test_train_flags(tmp_path, capsys, monkeypatch, args, message):
     out = tmp_path / "run"
     code, line = run_cli(capsys, "train", "--profile", "smoke", "--quiet", "--out", out, *args)
     assert code == 2 and message in line, line
-    assert not (out / "metrics.json").exists() and not (out / "checkpoint.pt").exists()
+    assert not out.exists()  # every check comes before the first write: nothing blocks a corrected rerun
 
 
 @pytest.mark.parametrize("content,message", [
@@ -69,13 +75,34 @@ def test_train_flags(tmp_path, capsys, monkeypatch, args, message):
     ("- just\n- a list", "must hold a mapping of config keys"),
     ("stepz: 3", "unknown config key 'stepz' (did you mean 'steps'?)"),
     ("extends: paper-jont", "unknown preset 'paper-jont'"),
+    ("extends: mine.yaml", "preset '{path}' extends itself; remove the circular 'extends'"),
+    ("extends: other.yaml", "extends itself through a circle of presets ({path} -> {other} -> {path})"),
+    ("extends: [paper-joint, paper-gaussian]", "'extends' in preset '{path}' must be one preset name or .yaml path, got ['paper-joint', 'paper-gaussian']"),
+    ("extends: 3", "'extends' in preset '{path}' must be one preset name or .yaml path, got 3"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\xff", "preset file {path} is not a text file (not UTF-8)"),
+    ("folder", "preset file {path} is a folder; give a .yaml file"),
 ])
 def test_preset_files(tmp_path, capsys, content, message):
-    path = tmp_path / "mine.yaml"
-    if content is not None:
+    path, other = tmp_path / "mine.yaml", tmp_path / "other.yaml"
+    other.write_text("extends: mine.yaml\n")  # for the circle
+    if content == "folder":
+        path.mkdir()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     code, line = run_cli(capsys, "train", "--preset", path, "--profile", "smoke", "--out", tmp_path / "run")
-    assert code == 2 and message.format(path=path) in line, line
+    assert code == 2 and message.format(path=path, other=other) in line, line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_preset_file_may_extend_a_file_beside_it(tmp_path, monkeypatch):
+    (tmp_path / "presets").mkdir()
+    (tmp_path / "presets" / "base.yaml").write_text("extends: paper-joint\nlambda_cat: 0.07\n")
+    (tmp_path / "presets" / "child.yaml").write_text("extends: base.yaml\nsteps: 2\n")
+    monkeypatch.chdir(tmp_path / "..")  # not the presets' folder
+    config = vmivae.make_config(str(tmp_path / "presets" / "child.yaml"), "smoke")
+    assert config.lambda_cat == 0.07 and config.steps == 2
 
 
 def test_a_preset_file_that_is_right_trains(tmp_path, capsys):
@@ -89,9 +116,35 @@ def test_existing_non_empty_out_needs_overwrite(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    code, line = run_cli(capsys, "train", "--profile", "smoke", "--out", out)
-    assert code == 2 and "is not empty; choose a new folder or pass --overwrite" in line
-    assert (out / "mine.txt").read_text() == "keep me"
+    for extra in ([], ["--overwrite"]):
+        code, line = run_cli(capsys, "train", "--profile", "smoke", "--out", out, *extra)
+        assert code == 2 and "is not empty and holds no vmivae run; choose a new or empty folder" in line, line
+    assert (out / "mine.txt").read_text() == "keep me" and sorted(p.name for p in out.iterdir()) == ["mine.txt"]
+
+
+def test_out_holding_someone_elses_config_json_is_never_replaced(tmp_path, capsys):
+    out = tmp_path / "app"
+    out.mkdir()
+    (out / "config.json").write_text('{"port": 8080}')
+    code, line = run_cli(capsys, "train", "--profile", "smoke", "--out", out, "--overwrite")
+    assert code == 2 and "holds a config.json that vmivae did not write; choose another folder" in line, line
+    assert (out / "config.json").read_text() == '{"port": 8080}'
+
+
+def test_a_typo_with_overwrite_keeps_the_finished_run(finished_run, tmp_path, capsys):
+    run = copy_run(finished_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    for typo in ("batch_size=5000", "device=cuda:O", "seed=-1", "dataset=mnsit"):
+        code, line = run_cli(capsys, "train", "--profile", "smoke", "--quiet", "--out", run, "--overwrite", "--set", typo)
+        assert code == 2, line
+    code, line = run_cli(capsys, "train", "--profile", "smoke", "--quiet", "--out", run)
+    assert code == 2 and "holds a finished run already; choose a new folder, pass --overwrite to replace it" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_resume_with_overwrite_is_refused(finished_run, tmp_path, capsys):
+    code, line = run_cli(capsys, "train", "--resume", copy_run(finished_run, tmp_path), "--overwrite")
+    assert code == 2 and "drop --preset/--profile/--out/--overwrite" in line
 
 
 def test_out_that_is_a_file(tmp_path, capsys):
@@ -108,7 +161,7 @@ def test_read_only_output_folder(tmp_path, capsys):
         (tmp_path / "ro").mkdir(mode=0o555)
         out = tmp_path / "ro" / "run"
     code, line = run_cli(capsys, "train", "--profile", "smoke", "--out", out)
-    assert code == 2 and f"cannot write to output folder {out}" in line
+    assert code == 2 and f"cannot create output folder {out}" in line and "choose a writable folder" in line
 
 
 def test_resume_a_folder_that_is_not_a_run(tmp_path, capsys):
@@ -170,9 +223,60 @@ def test_unfinished_run_cannot_be_evaluated(finished_run, tmp_path, capsys):
     assert code == 2 and f"did not finish (no metrics.json); resume it with: vmivae train --resume {run}" in line
 
 
-def test_bench_unknown_preset(capsys):
-    code, line = run_cli(capsys, "bench", "--presets", "paper-jont")
-    assert code == 2 and "unknown preset 'paper-jont'" in line
+def test_evaluate_a_run_on_your_own_data_says_how(tmp_path, capsys):
+    run = tmp_path / "own"
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 2, "batch_size": 8})
+    vmivae.fit(config, data=torch.rand(16, 1, 28, 28), out=run, progress=False)
+    code, line = run_cli(capsys, "evaluate", run, "--out", tmp_path / "e.json")
+    assert code == 2 and "was trained on your own images, which vmivae evaluate cannot load; evaluate it from Python: " in line, line
+    assert "vmivae.evaluation.evaluate(vmivae.load_run(" in line and "unknown dataset" not in line
+
+
+@pytest.mark.parametrize("where,message", [
+    ("folder", "--out {out} is a folder; give a file name"),
+    ("under a file", "cannot write --out {out}: {parent} is a file, not a folder"),
+])
+def test_evaluate_out_is_checked_first(finished_run, tmp_path, capsys, where, message):
+    if where == "folder":
+        out = tmp_path / "results"
+        out.mkdir()
+    else:
+        (tmp_path / "notes").write_text("")
+        out = tmp_path / "notes" / "e.json"
+    code, line = run_cli(capsys, "evaluate", finished_run, "--out", out)
+    assert code == 2 and message.format(out=out, parent=tmp_path / "notes") in line, line
+
+
+BENCH_ROWS = [
+    (["--presets", "paper-jont"], "unknown preset 'paper-jont'"),
+    (["--presets", ","], "--presets ',' names no preset"),
+    (["--batch", "0"], "--batch must be at least 2, got 0"),
+    (["--batch", "5000"], "--batch 5000 is larger than the 4000 training images"),
+    (["--steps", "0"], "--steps must be at least 1, got 0"),
+    (["--repeats", "-2"], "--repeats must be at least 1, got -2"),
+    (["--warmup", "-1"], "--warmup must be at least 0, got -1"),
+    (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--out", "{tmp}"], "--out {tmp} is a folder; give a file name"),
+    (["--out", "{tmp}/notes/b.json"], "cannot write --out {tmp}/notes/b.json: {tmp}/notes is a file"),
+    (["--out", "{tmp}/b.md", "--markdown", "{tmp}/b.md"], "--out and --markdown are the same file"),
+]
+
+
+@pytest.mark.parametrize("args,message", BENCH_ROWS, ids=[" ".join(a) for a, _ in BENCH_ROWS])
+def test_bench_options_are_checked_before_it_runs(tmp_path, capsys, monkeypatch, args, message):
+    import vmivae.bench
+
+    monkeypatch.setattr(vmivae.bench, "run_bench", lambda settings: pytest.fail("the benchmark started"))
+    (tmp_path / "notes").write_text("")
+    code, line = run_cli(capsys, "bench", *[a.format(tmp=tmp_path) for a in args])
+    assert code == 2 and message.format(tmp=tmp_path) in line, line
+
+
+def test_bench_arguments_argparse_cannot_read_keep_its_usage(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "--batch", "many"])
+    assert info.value.code == 2 and "usage: vmivae bench" in capsys.readouterr().err
 
 
 def test_papermill_parameter_errors_name_the_notebook_and_cell(tmp_path):

@@ -1,5 +1,6 @@
 """Runs that survive: bit-identical resume, real signals, non-finite losses, safe checkpoint loading."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import vmivae
+import vmivae.trainer
 from vmivae.checkpoint import load_checkpoint
 from vmivae.errors import CheckpointError, ConfigError, TrainingError
 
@@ -114,15 +116,93 @@ def test_a_second_ctrl_c_aborts_at_once(tmp_path):
     assert not list(out.glob(".*.tmp"))  # nothing half-written is left behind
 
 
-def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path, monkeypatch):
     images = vmivae.load("mnist-5k").images[:64].clone()
     data = vmivae.ImageData(images)
     config = vmivae.make_config("paper-joint", "smoke", {"steps": 30, "batch_size": 32, "checkpoint_every": 4, "log_every": 2, "seed": 3})
     vmivae.fit(config.replace(steps=4), data=data, out=tmp_path / "run", progress=False)
-    data.images[:] = float("inf")  # the same run continues on corrupted data
+    before = _files(tmp_path / "run")
+    real = vmivae.trainer.Stepper.__call__
+    monkeypatch.setattr(vmivae.trainer.Stepper, "__call__", lambda self, x, tau: real(self, x, tau) * float("nan"))  # the losses blow up
     with pytest.raises(TrainingError, match=r"non-finite \(nan or inf\) at step 5; the last good checkpoint is .*checkpoint.pt \(step 4\)"):
         vmivae.resume(tmp_path / "run", steps=30, data=data, progress=False)
-    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 4  # untouched by the bad steps
+    assert _files(tmp_path / "run") == before  # the failed resume left the finished run exactly as it was (metrics.json too)
+
+
+def test_a_resume_that_fails_after_its_first_checkpoint_keeps_that_checkpoint(tmp_path, monkeypatch):
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 4, "checkpoint_every": 2, "log_every": 1})
+    vmivae.fit(config, out=tmp_path / "run", progress=False)
+    real, calls = vmivae.trainer.Stepper.__call__, {"n": 0}
+
+    def late_nan(self, x, tau):
+        calls["n"] += 1
+        return real(self, x, tau) * (float("nan") if calls["n"] > 3 else 1.0)
+
+    monkeypatch.setattr(vmivae.trainer.Stepper, "__call__", late_nan)
+    with pytest.raises(TrainingError, match=r"at step 8; the last good checkpoint is .*checkpoint.pt \(step 6\)"):
+        vmivae.resume(tmp_path / "run", steps=10, progress=False)
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["step"] == 6
+    assert not (tmp_path / "run" / "metrics.json").exists()  # reopened at the first checkpoint: no stale "finished" marker
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["steps"] == 10
+
+
+def test_a_checkpoint_for_another_config_is_refused(tmp_path):
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 2})
+    vmivae.fit(config, out=tmp_path / "run", progress=False)
+    info = json.loads((tmp_path / "run" / "config.json").read_text())
+    info["config"]["lambda_cat"] = 0.5  # edited by hand (or copied from another run)
+    (tmp_path / "run" / "config.json").write_text(json.dumps(info))
+    with pytest.raises(CheckpointError, match="was written for another config than .*config.json .lambda_cat: 0.01 in the checkpoint, 0.5"):
+        vmivae.resume(tmp_path / "run", steps=4, progress=False)
+
+
+def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_states_from_anywhere(tmp_path, monkeypatch):
+    """On a GPU, a checkpoint read with map_location=cuda put the RNG states on the GPU, where
+    Generator.set_state refuses them. Resume reads checkpoints to the CPU, and every RNG state is made a
+    contiguous CPU byte tensor where it is restored: here the loader hands out strided, int64 states."""
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 8, "log_every": 2, "checkpoint_every": 2})
+    straight = vmivae.fit(config, progress=False)
+    vmivae.fit(config.replace(steps=4), out=tmp_path / "split", progress=False)
+    real_load, seen = torch.load, []
+
+    def awkward(path, *args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        state = real_load(path, *args, **kwargs)
+        strided = lambda t: torch.stack([t, t], 1)[:, 0].long()  # noqa: E731  (not contiguous, not bytes)
+        state["sampler"]["generator"] = strided(state["sampler"]["generator"])
+        state["rng"] = [{k: strided(v) for k, v in rng.items()} for rng in state["rng"]]
+        return state
+
+    monkeypatch.setattr(vmivae.checkpoint.torch, "load", awkward)
+    resumed = vmivae.resume(tmp_path / "split", steps=8, progress=False)
+    assert seen and all(str(m) == "cpu" for m in seen)
+    for name, value in _params(straight).items():
+        assert torch.equal(value, _params(resumed)[name]), name
+
+
+def test_batch_sampler_accepts_a_generator_state_that_is_not_a_contiguous_byte_tensor():
+    from vmivae.batches import BatchSampler
+
+    a, b = BatchSampler(100, 10, seed=1), BatchSampler(100, 10, seed=2)
+    a.next()
+    state = a.state_dict()
+    state["generator"] = torch.stack([state["generator"]] * 2, 1)[:, 0].long()
+    b.load_state_dict(state)
+    assert all(torch.equal(a.next(), b.next()) for _ in range(25))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_resume_on_a_gpu(tmp_path):
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 8, "log_every": 2, "checkpoint_every": 2, "device": "cuda"})
+    vmivae.fit(config.replace(steps=4), out=tmp_path / "run", progress=False)
+    resumed = vmivae.resume(tmp_path / "run", steps=8, progress=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert resumed.metrics["steps"] == 8 and state["step"] == 8 and "cuda" in state["rng"][0]
+    assert len(resumed.history) == 8 and resumed.device.type == "cuda"
 
 
 @pytest.mark.parametrize("clip", [None, 1e-3])

@@ -75,24 +75,72 @@ def test_fit_accepts_user_data(tmp_path):
     assert again.config.dataset == "custom" and again.vae.image_shape == (3, 32, 32)
 
 
-def test_non_finite_loss_stops_with_the_step_and_writes_no_checkpoint(tmp_path):
-    images = torch.zeros(32, 1, 28, 28)
-    images[5] = float("nan")
+def test_non_finite_loss_stops_with_the_step_and_writes_nothing(tmp_path, monkeypatch):
+    import vmivae.trainer
+
+    real = vmivae.trainer.Stepper.__call__
+    monkeypatch.setattr(vmivae.trainer.Stepper, "__call__", lambda self, x, tau: real(self, x, tau) * float("nan"))
     config = vmivae.make_config("paper-joint", "smoke", {"steps": 10, "batch_size": 32})
-    with pytest.raises(TrainingError, match=r"non-finite \(nan or inf\) at step 1"):
-        vmivae.fit(config, data=vmivae.ImageData(images), out=tmp_path / "nan", progress=False)
-    assert not (tmp_path / "nan" / "checkpoint.pt").exists() and not (tmp_path / "nan" / "metrics.json").exists()
+    with pytest.raises(TrainingError, match=r"non-finite \(nan or inf\) at step 1; no checkpoint was written"):
+        vmivae.fit(config, data=torch.rand(32, 1, 28, 28), out=tmp_path / "nan", progress=False)
+    assert not (tmp_path / "nan").exists()  # nothing was written, so a plain rerun is not blocked
 
 
-def test_out_must_be_empty_unless_overwrite(tmp_path):
-    out = tmp_path / "busy"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+def test_overwrite_replaces_only_vmivae_runs_and_only_their_files(tmp_path):
     config = vmivae.make_config("paper-joint", "smoke", {"steps": 2})
-    with pytest.raises(OutputError, match="not empty; choose a new folder or pass --overwrite"):
-        vmivae.fit(config, out=out, progress=False)
-    vmivae.fit(config, out=out, overwrite=True, progress=False)
-    assert (out / "metrics.json").is_file() and (out / "notes.txt").read_text() == "mine"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    for overwrite in (False, True):  # not written by vmivae: refused either way
+        with pytest.raises(OutputError, match="is not empty and holds no vmivae run; choose a new or empty folder"):
+            vmivae.fit(config, out=busy, overwrite=overwrite, progress=False)
+    assert sorted(p.name for p in busy.iterdir()) == ["notes.txt"]
+    (busy / "config.json").write_text('{"name": "somebody else\'s app"}')
+    with pytest.raises(OutputError, match="holds a config.json that vmivae did not write"):
+        vmivae.fit(config, out=busy, overwrite=True, progress=False)
+    assert (busy / "config.json").read_text() == '{"name": "somebody else\'s app"}'
+
+    run = tmp_path / "run"
+    vmivae.fit(config, out=run, progress=False)
+    (run / "notes.txt").write_text("mine")
+    (run / "eval-quick-generation.json").write_text(json.dumps({"mi": {}, "n_test": 1, "dataset": "mnist-5k"}))  # the run cache's
+    (run / "eval-mine.json").write_text("{}")  # looks similar, but vmivae did not write it
+    with pytest.raises(OutputError, match="holds a finished run already; choose a new folder, pass --overwrite to replace it"):
+        vmivae.fit(config, out=run, progress=False)
+    vmivae.fit(config.replace(seed=1), out=run, overwrite=True, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json", "eval-mine.json", "history.csv", "metrics.json", "notes.txt"]
+    assert vmivae.load_run(run).config.seed == 1
+
+
+def test_a_late_mistake_with_overwrite_keeps_the_finished_run(tmp_path):
+    run = tmp_path / "run"
+    vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"steps": 2}), out=run, progress=False)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(vmivae.VMIVAEError, match="batch_size 5000 is larger than the 4000 training images"):
+        vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"batch_size": 5000}), out=run, overwrite=True, progress=False)
+    with pytest.raises(vmivae.VMIVAEError, match="images must be square"):
+        vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"batch_size": 4}), data=torch.rand(8, 1, 28, 32), out=run, overwrite=True,
+                   progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+@pytest.mark.parametrize("form", ["dataloader", "images only", "channels last uint8", "one-hot labels", "list of pairs", "iterable"])
+def test_fit_accepts_data_in_the_forms_users_have(tmp_path, form):
+    images, labels = torch.rand(16, 1, 28, 28), torch.arange(16) % 4
+    data = {
+        "dataloader": lambda: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=5),
+        "images only": lambda: torch.utils.data.TensorDataset(images),
+        "channels last uint8": lambda: (images.permute(0, 2, 3, 1) * 255).to(torch.uint8).numpy(),
+        "one-hot labels": lambda: (images, torch.nn.functional.one_hot(labels)),
+        "list of pairs": lambda: [(x.numpy(), int(y)) for x, y in zip(images, labels)],
+        "iterable": lambda: (x for x in images),
+    }[form]()
+    config = vmivae.make_config("paper-joint", "smoke", {"steps": 2, "batch_size": 8})
+    run = vmivae.fit(config, data=data, out=tmp_path / "own", progress=False)
+    assert run.vae.image_shape == (1, 28, 28) and run.metrics["steps"] == 2
+    expected = vmivae.datasets.as_image_data(images).images
+    own = vmivae.datasets.as_image_data(data if form not in ("dataloader", "iterable") else images).images
+    assert torch.allclose(own, expected, atol=2.01 / 255 if "uint8" in form else 0)  # [-1, 1] spans 2
 
 
 def test_fit_rejects_a_non_config():

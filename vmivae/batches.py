@@ -41,6 +41,13 @@ class BatchSampler:
         return {"generator": self.generator.get_state(), "perm": self.perm.cpu(), "pos": self.pos}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
-        self.perm = state["perm"].to(self.device)
+        """Restore a :meth:`state_dict`, wherever a checkpoint loader put its tensors (a GPU, a strided view):
+        a generator state must be a contiguous CPU byte tensor."""
+        self.generator.set_state(cpu_bytes(state["generator"]))
+        self.perm = torch.as_tensor(state["perm"]).to(self.device, torch.long)
         self.pos = int(state["pos"])
+
+
+def cpu_bytes(state: Any) -> torch.Tensor:
+    """An RNG state as ``torch.set_rng_state`` and ``Generator.set_state`` need it: a contiguous CPU ByteTensor."""
+    return torch.as_tensor(state).detach().to("cpu", torch.uint8).contiguous()

@@ -195,20 +195,47 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_command)
 
 
-def _command(args: argparse.Namespace) -> int:
-    from .errors import ConfigError, unknown_name
+def check_options(args: argparse.Namespace) -> tuple[str, ...]:
+    """Every ``vmivae bench`` option checked before the benchmark starts; returns the presets."""
+    from .errors import ConfigError, OutputError, unknown_name
     from .presets import list_presets
+    from .rundir import check_output_file
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    if not presets:
+        raise ConfigError(f"--presets {args.presets!r} names no preset; e.g. --presets paper-joint")
     for preset in presets:
         if preset not in list_presets():
             raise ConfigError(unknown_name("preset", preset, list_presets()))
+    for flag, value, low in (("--batch", args.batch, 2), ("--steps", args.steps, 1), ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+    n = len(load("mnist-5k", "train"))
+    if args.batch > n:
+        raise ConfigError(f"--batch {args.batch} is larger than the {n} training images the benchmark uses; lower --batch")
+    resolve_device(args.device)
+    outputs = [(flag, Path(path)) for flag, path in (("--out", args.out), ("--markdown", args.markdown)) if path]
+    for flag, path in outputs:
+        check_output_file(path, flag, create_parents=True)
+    if len(outputs) == 2 and outputs[0][1].resolve() == outputs[1][1].resolve():
+        raise OutputError(f"--out and --markdown are the same file ({args.out}); give two paths")
+    return presets
+
+
+def _command(args: argparse.Namespace) -> int:
+    from .errors import OutputError
+    from .files import os_reason, write_bytes
+
+    presets = check_options(args)
     variants = tuple(VARIANTS) if args.all else BenchSettings().variants
     result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants))
     table = to_markdown(result)
     print(table)
     for path, text in ((args.out, json.dumps(result, indent=2)), (args.markdown, table)):
         if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(text)
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(Path(path), text.encode())
+            except OSError as exc:
+                raise OutputError(f"cannot write {path} ({os_reason(exc)}); the table is printed above") from None
     return 0

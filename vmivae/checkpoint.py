@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, OutputError
-from .files import save_tensors
+from .errors import CheckpointError
+from .files import Writer, os_reason, save_tensors
 
 FORMAT = "vmivae-checkpoint"
 FORMAT_VERSION = 3  # 2: the history gained recon_mse; 3: h_cat and codes_used
@@ -35,20 +35,31 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     save_tensors(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
 
 
+def checkpoint_writer(state: dict[str, Any]) -> Writer:
+    """Writes a checkpoint dict to an open file (for ``files.write_group``)."""
+    return lambda f: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely; every way it can be wrong becomes one :class:`CheckpointError`."""
+    """Read a checkpoint safely; every way it can be wrong becomes one :class:`CheckpointError`.
+
+    Training reads checkpoints to the CPU (the default) and lets each consumer move what it needs:
+    RNG and generator states must stay CPU byte tensors whatever device the run uses.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}; train a run first (vmivae train --out DIR)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path} ({os_reason(exc)}); check the file's permissions") from None
     except Exception as exc:  # damaged bytes fail in many ways (EOFError, KeyError, UnpicklingError, ...)
         refused = re.search(r"GLOBAL (\S+)", str(exc), re.IGNORECASE) if isinstance(exc, pickle.UnpicklingError) else None
         if refused:  # weights_only met an object that is not a tensor or a plain container: foreign or malicious
             raise CheckpointError(f"{path} contains objects other than tensors and was not loaded (it asks for {refused.group(1)}); "
                                   "only load checkpoints written by vmivae") from None
         raise CheckpointError(f"{path} is truncated or not a PyTorch file ({type(exc).__name__}); resume from another copy or retrain") from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("format_version", 0), int):
         raise CheckpointError(f"{path} is a PyTorch file but not a vmivae checkpoint; pass a run directory written by vmivae train")
     if state.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer vmivae (format {state['format_version']}); upgrade vmivae")
@@ -65,6 +76,8 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
         raise CheckpointError(f"{path} is missing; is {Path(path).parent} a vmivae run directory?") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise CheckpointError(f"{path} is not valid JSON ({what} is damaged); retrain or restore it") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path} ({os_reason(exc)}); check the file's permissions") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} does not hold a JSON object ({what} is damaged)")
     return data
@@ -73,31 +86,10 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 def check_run_dir(path: Path) -> Path:
     """A path that must be an existing run directory (config.json + checkpoint.pt)."""
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CheckpointError(f"{path} is a file, not a run directory; pass the --out folder of a vmivae train run")
     if not path.is_dir():
         raise CheckpointError(f"run directory {path} does not exist; pass the --out folder of a vmivae train run")
     if not (path / CONFIG).is_file() or not (path / CHECKPOINT).is_file():
         raise CheckpointError(f"{path} is not a vmivae run directory (it needs {CONFIG} and {CHECKPOINT})")
-    return path
-
-
-def prepare_out_dir(path: Path, overwrite: bool) -> Path:
-    """Create ``path`` for a new run; refuse a non-empty folder unless ``overwrite``.
-
-    ``overwrite`` removes only the files a run writes; anything else in the folder is left alone.
-    """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError(f"--out {path} is a file, not a folder; choose another path")
-    if path.is_dir() and any(path.iterdir()):
-        if not overwrite:
-            raise OutputError(f"output folder {path} is not empty; choose a new folder or pass --overwrite")
-        for name in RUN_FILES:
-            (path / name).unlink(missing_ok=True)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".vmivae-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write to output folder {path} ({exc.strerror or type(exc).__name__}); choose a writable folder") from None
     return path

@@ -1,7 +1,9 @@
 """Command-line interface: ``vmivae train | datasets | presets | evaluate | bench``.
 
 Each command is a thin wrapper over the Python API. A :class:`~vmivae.errors.VMIVAEError` (bad
-input) is printed as one line and exits with status 2; anything else is a bug and keeps its traceback.
+input) is printed as one line and exits with status 2; an interruption exits with 128 + the signal
+number; anything else is a bug and keeps its traceback. Mistakes in the arguments themselves are
+argparse's: usage and exit status 2.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ def _train(args: argparse.Namespace) -> int:
     from .training import fit, resume
 
     if args.resume:
-        if args.preset or args.profile or args.out:
-            raise ConfigError("--resume continues a run with its own config; drop --preset/--profile/--out (change steps with --set steps=N)")
+        if args.preset or args.profile or args.out or args.overwrite:
+            raise ConfigError("--resume continues a run with its own config in its own folder; drop --preset/--profile/--out/--overwrite "
+                              "(change steps with --set steps=N)")
         overrides = dict(parse_assignment(a) for a in args.set)
         resume(args.resume, overrides=overrides, progress=not args.quiet)
         _say(f"run continued in {args.resume}")

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, fields
@@ -29,6 +30,9 @@ STEP_MODES = ("fused", "alternating")
 AMP_MODES = ("none", "bf16", "auto")
 # Keys that change how a run is operated or logged but not what it computes.
 OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam")
+INT_MAX = 2**63 - 1  # integers are counted in 64-bit tensors
+SEED_MAX = 2**64 - 1  # the range of torch's 64-bit generator seed
+DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps)(:[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -195,9 +199,13 @@ def _validate(c: Config) -> None:
     need(c.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {c.batch_size}")
     need(c.lr > 0 and c.q_lr > 0, f"learning rates must be positive, got lr={c.lr}, q_lr={c.q_lr}")
     need(c.grad_clip is None or c.grad_clip > 0, f"grad_clip must be null or positive, got {c.grad_clip}")
-    need(c.seed >= 0, f"seed must be non-negative, got {c.seed}")
-    dev = c.device.split(":")[0]
-    need(dev in ("auto", "cpu", "cuda", "mps"), f"unknown device '{c.device}'; valid: auto, cpu, cuda, cuda:N, mps")
+    need(0 <= c.seed <= SEED_MAX, f"seed must be between 0 and {SEED_MAX} (a 64-bit generator's seed), got {c.seed}")
+    for f in fields(c):
+        value = getattr(c, f.name)
+        values = value if isinstance(value, tuple) else (value,)
+        need(f.name == "seed" or all(not isinstance(v, int) or isinstance(v, bool) or abs(v) <= INT_MAX for v in values),
+             f"{f.name} is too large ({value}); it must be at most {INT_MAX}")
+    need(bool(DEVICE_PATTERN.fullmatch(c.device)), f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
 
 
 def from_dict(d: dict[str, Any], where: str = "config") -> Config:
@@ -210,8 +218,13 @@ def from_dict(d: dict[str, Any], where: str = "config") -> Config:
     return config
 
 
+_YAML_ERROR = object()
+
+
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Parse ``key=value`` (the CLI's ``--set``); the value is read as YAML (``0.01``, ``[0, 1]``, ``null``)."""
+    if not isinstance(text, str):
+        raise ConfigError(f"expected a 'key=value' string, got {text!r}; e.g. 'lambda_cat=0.01'")
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
@@ -221,5 +234,9 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
-        raise ConfigError(f"cannot read the value of '{key}' in {text!r}; quote strings, write lists as [0, 1]") from None
+        value = _YAML_ERROR
+    if str in typing.get_args(_HINTS[key]) + (_HINTS[key],) and (value is _YAML_ERROR or isinstance(value, (dict, list))):
+        value = raw.strip()  # a string key: 'cuda:' or 'a: b' is the text typed, not YAML structure
+    if value is _YAML_ERROR:
+        raise ConfigError(f"cannot read the value of '{key}' in {text!r}; quote strings, write lists as [0, 1]")
     return key, value

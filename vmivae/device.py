@@ -13,16 +13,28 @@ from .errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is an error."""
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent or malformed is an error."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise ConfigError(f"a device is a string such as 'cpu' or 'cuda:0', got {name!r}")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N, mps")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{name}' was requested but CUDA is not available here; use device=auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(f"device '{name}' was requested but this machine has {n} CUDA device(s), cuda:0 to cuda:{n - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"device '{name}' was requested but MPS is not available here; use device=auto or cpu")
     return device

@@ -8,6 +8,7 @@ traceback; anything that is *not* a ``VMIVAEError`` is a bug and keeps its trace
 from __future__ import annotations
 
 import difflib
+import shlex
 
 
 class VMIVAEError(Exception):
@@ -30,21 +31,39 @@ class OutputError(VMIVAEError):
     """An output location cannot be written (exists already, read-only, ...)."""
 
 
+class RunInUseError(OutputError):
+    """A run folder is locked by another live process (training, resuming or evaluating it)."""
+
+
 class TrainingError(VMIVAEError):
     """Training stopped because it can no longer be correct (e.g. a non-finite loss)."""
 
 
 class TrainingInterrupted(VMIVAEError):
-    """Training stopped on request (SIGINT/SIGTERM) after writing a checkpoint."""
+    """Training stopped on request (SIGINT/SIGTERM): after writing a checkpoint, or before anything was written.
 
-    def __init__(self, step: int, signum: int, run_dir=None):
+    ``step`` is None when the signal came before the training loop started; ``detail`` replaces the
+    default account of what was saved.
+    """
+
+    def __init__(self, step: int | None, signum: int, run_dir=None, detail: str | None = None):
         import signal
 
-        self.step, self.signum, self.run_dir = step, signum, run_dir
+        self.step, self.signum, self.run_dir, self.detail = step, signum, run_dir, detail
         name = signal.Signals(signum).name
-        where = (f"checkpoint written to {run_dir}; resume with: vmivae train --resume {run_dir}" if run_dir is not None
-                 else "no run directory was given, so nothing was saved")
-        super().__init__(f"interrupted by {name} at step {step}; {where}")
+        when = f"at step {step}" if step is not None else "before training started"
+        if detail is None:
+            detail = (f"checkpoint written to {run_dir}; resume with: {resume_command(run_dir)}" if run_dir is not None
+                      else "no run directory was given, so nothing was saved")
+        super().__init__(f"interrupted by {name} {when}; {detail}")
+
+    def __reduce__(self):  # picklable, so that it can travel between processes
+        return type(self), (self.step, self.signum, self.run_dir, self.detail)
+
+
+def resume_command(run_dir) -> str:
+    """The command that continues the run in ``run_dir``, quoted so that it can be pasted into a shell."""
+    return f"vmivae train --resume {shlex.quote(str(run_dir))}"
 
 
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
@@ -53,6 +72,6 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> st
     >>> unknown_name("preset", "paper-jont", ["paper-joint", "paper-gaussian"])
     "unknown preset 'paper-jont' (did you mean 'paper-joint'?); valid: paper-gaussian, paper-joint"
     """
-    close = difflib.get_close_matches(name, valid, n=1)
+    close = difflib.get_close_matches(name, valid, n=1) if isinstance(name, str) else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown {kind} {name!r}{hint}; valid: {', '.join(sorted(valid))}"  # repr: one line, whatever was typed

@@ -139,21 +139,25 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     from .checkpoint import check_run_dir
-    from .errors import OutputError
-    from .files import write_json
+    from .errors import CheckpointError, OutputError
+    from .files import os_reason, write_json
+    from .run import read_run_info
+    from .rundir import RunLock, check_output_file
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise OutputError(f"{out} exists already; choose another --out or pass --overwrite")
-    if not out.parent.is_dir():
-        raise OutputError(f"folder {out.parent} for --out does not exist; create it first")
-    check_run_dir(Path(args.run_dir))
-    paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
-    result = evaluate(args.run_dir, settings=args.profile, paths=paths)
-    try:
-        write_json(out, result)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out} ({exc.strerror or type(exc).__name__}); choose a writable location") from None
+    out = check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
+    run_dir = check_run_dir(Path(args.run_dir))
+    with RunLock(run_dir, "vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
+        _, config = read_run_info(run_dir)
+        if config.dataset == "custom":
+            raise CheckpointError(f"the run in {run_dir} was trained on your own images, which vmivae evaluate cannot load; evaluate it "
+                                  f"from Python: vmivae.evaluation.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "
+                                  "with your train and test images (any form fit() accepts, through vmivae.datasets.as_image_data)")
+        paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
+        result = evaluate(run_dir, settings=args.profile, paths=paths)
+        try:
+            write_json(out, result)
+        except OSError as exc:
+            raise OutputError(f"cannot write {out} ({os_reason(exc)}); choose a writable location") from None
     print(format_table(result))
     print(f"written to {out}", file=sys.stderr)
     return 0

@@ -57,22 +57,52 @@ def is_preset_file(name: str) -> bool:
     return name.endswith((".yaml", ".yml")) or "/" in name or os.sep in name
 
 
-def load_preset(name: str) -> dict[str, Any]:
+def _read_preset_file(path: Path) -> str:
+    if path.is_dir():
+        raise ConfigError(f"preset file {path} is a folder; give a .yaml file")
+    if not path.is_file():
+        raise ConfigError(f"preset file {path} does not exist; give a shipped preset name or an existing .yaml file")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"preset file {path} is not a text file (not UTF-8); give a YAML file of config keys") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read preset file {path} ({exc.strerror or type(exc).__name__})") from None
+
+
+def _check_name(name: Any, kind: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"a {kind} is a name (see `vmivae presets`){' or a .yaml path' if kind == 'preset' else ''}, got {name!r}")
+    return name
+
+
+def load_preset(name: str, _chain: tuple[str, ...] = (), _base: Path | None = None) -> dict[str, Any]:
     """The overrides a preset makes, with ``extends:`` resolved and ``description`` dropped.
 
     ``name`` is a shipped preset (see :func:`list_presets`) or the path of your own YAML file, which
-    may itself ``extends:`` a shipped preset.
+    may itself ``extends:`` a shipped preset or another file (a relative path is looked up beside
+    the file that names it first).
     """
+    name = _check_name(name, "preset")
+    folder = None
     if is_preset_file(name):
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"preset file {path} does not exist; give a shipped preset name or an existing .yaml file")
-        data = _parse_yaml(path.read_text(), f"preset file {path}")
+        path = Path(name).expanduser()
+        if _base is not None and not path.is_absolute() and (_base / path).exists():
+            path = _base / path
+        key, folder = str(path.resolve()), path.resolve().parent
+        data = _parse_yaml(_read_preset_file(path), f"preset file {path}")
     else:
+        key = name
         data = _read_yaml("presets", name, "preset")
+    if key in _chain:
+        cycle = [*_chain[_chain.index(key):], key]
+        what = "extends itself" if len(cycle) == 2 else f"extends itself through a circle of presets ({' -> '.join(cycle)})"
+        raise ConfigError(f"preset '{key}' {what}; remove the circular 'extends'")
     data.pop("description", None)
     parent = data.pop("extends", None)
-    merged = {**(load_preset(parent) if parent else {}), **data}
+    if parent is not None and (not isinstance(parent, str) or not parent.strip()):
+        raise ConfigError(f"'extends' in preset '{name}' must be one preset name or .yaml path, got {parent!r}")
+    merged = {**(load_preset(parent, (*_chain, key), folder) if parent else {}), **data}
     check_keys(merged, f"preset '{name}'")
     return merged
 
@@ -92,9 +122,9 @@ def describe(folder: str, name: str) -> str:
 def make_config(preset: str | None = None, profile: str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
     """Resolve a Config: defaults < profile < preset < overrides (a dict, or ``key=value`` strings)."""
     layers: dict[str, Any] = {}
-    if profile:
-        layers.update(load_profile(profile))
-    if preset:
+    if profile is not None:
+        layers.update(load_profile(_check_name(profile, "profile")))
+    if preset is not None:
         layers.update(load_preset(preset))
     if isinstance(overrides, (list, tuple)):
         overrides = dict(parse_assignment(a) for a in overrides)

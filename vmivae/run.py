@@ -12,7 +12,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import Config, from_dict
-from .errors import CheckpointError
+from .errors import CheckpointError, resume_command
 from .models import VAE, QNetwork
 from .steps import METRICS, build_networks
 
@@ -81,9 +81,9 @@ def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: boo
     info, config = read_run_info(path)
     finished = (path / ckpt.METRICS).is_file()
     if not finished and not allow_incomplete:
-        raise CheckpointError(f"the run in {path} did not finish (no {ckpt.METRICS}); resume it with: vmivae train --resume {path}")
+        raise CheckpointError(f"the run in {path} did not finish (no {ckpt.METRICS}); resume it with: {resume_command(path)}")
     dev = resolve_device(device)
-    state = ckpt.load_checkpoint(path / ckpt.CHECKPOINT, dev)
+    state = ckpt.load_checkpoint(path / ckpt.CHECKPOINT)  # to the CPU; the networks move to the device below
     vae, q = load_networks(state, info["image_shape"], config, path / ckpt.CHECKPOINT)
     vae.to(dev).eval()
     if q is not None:

@@ -1,4 +1,4 @@
-"""Stopping cleanly on SIGINT/SIGTERM: finish the step, write a checkpoint, then stop."""
+"""Stopping cleanly on SIGINT/SIGTERM: finish the step, write a checkpoint, then stop; before the loop, stop at once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import contextlib
 import signal
 import sys
 import threading
+
+from .errors import TrainingInterrupted
 
 
 @contextlib.contextmanager
@@ -29,4 +31,25 @@ def stop_on_signals(trainer, announce: bool):
         yield
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def interrupt_outside_loop(detail: dict):
+    """Around the work before and after the training loop: SIGINT/SIGTERM raise :class:`TrainingInterrupted`
+    at once, so that locks are released and nothing is left half-done. ``detail["text"]`` says what the
+    interruption left behind and ``detail.get("step")`` where training was (the caller updates both as
+    the run proceeds). A no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise TrainingInterrupted(detail.get("step"), signum, detail=detail["text"])
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)

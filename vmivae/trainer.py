@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .batches import BatchSampler
+from .batches import BatchSampler, cpu_bytes
 from .config import Config
 from .datasets import ImageData
 from .device import resolve_amp
@@ -45,7 +45,7 @@ class Trainer:
             if module is not None:
                 module.to(device, memory_format=memory_format)
         if dist.enabled:  # each process draws its own sampling noise
-            torch.manual_seed(config.seed * 1000 + dist.rank + 1)
+            torch.manual_seed((config.seed * 1000 + dist.rank + 1) % 2**64)
         self.images = data.images.to(device).contiguous(memory_format=memory_format)
         self.sampler = BatchSampler(len(data), config.batch_size, config.seed, device, dist.rank, dist.world_size)
         vae_params = list(self.vae.parameters())
@@ -82,7 +82,8 @@ class Trainer:
         self.vae.train()
         if self.q is not None:
             self.q.train()
-        buffer = torch.zeros(c.log_every, len(METRICS) + (c.categorical or 0), device=self.device)
+        rows = max(1, min(c.log_every, c.checkpoint_every, until - self.step))  # the most steps between two flushes
+        buffer = torch.zeros(rows, len(METRICS) + (c.categorical or 0), device=self.device)
         taus: list[float] = []
         start = time.perf_counter()
         while self.step < until:
@@ -155,11 +156,11 @@ class Trainer:
         if len(state["rng"]) != self.dist.world_size:
             raise CheckpointError(f"the checkpoint was written by {len(state['rng'])} process(es); resume it with as many, not {self.dist.world_size}")
         rng = state["rng"][self.dist.rank]
-        torch.set_rng_state(rng["torch"])
+        torch.set_rng_state(cpu_bytes(rng["torch"]))  # a loader may have put it on the GPU: RNG states are CPU bytes
         if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
+            torch.cuda.set_rng_state(cpu_bytes(rng["cuda"]), self.device)
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
-        self.history = [state["history"].numpy()]
+        self.history = [state["history"].cpu().numpy()]
 
     def check_finite_weights(self) -> None:
         for module in (self.vae, self.q):

@@ -20,6 +20,7 @@ is cached in ``<root>/shapes/``. ``factors`` holds each image's integer index on
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -101,10 +102,29 @@ def generate(size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return render(points, size), points
 
 
+def _read_cache(cache: Path, size: int) -> dict[str, torch.Tensor] | None:
+    """The cached grid, or None when there is none or it is damaged (then it is removed and rebuilt)."""
+    if not cache.is_file():
+        return None
+    n = int(np.prod(GRIDS[size]))
+    try:
+        data = torch.load(cache, weights_only=True)
+        ok = (isinstance(data, dict) and isinstance(data.get("pixels"), torch.Tensor) and isinstance(data.get("factors"), torch.Tensor)
+              and tuple(data["pixels"].shape) == (n, 1, size, size) and data["pixels"].dtype == torch.uint8
+              and tuple(data["factors"].shape) == (n, len(FACTOR_NAMES)))
+    except Exception:  # truncated, overwritten, not a PyTorch file: a cache is only ever rebuilt, never reported
+        ok = False
+    if ok:
+        return data
+    with contextlib.suppress(OSError):
+        cache.unlink()
+    return None
+
+
 def load_shapes(split: str, root: Path, size: int = 32) -> ImageData:
     """One split of the shapes dataset, generated on first use and cached under ``<root>/shapes``."""
     cache = Path(root) / "shapes" / f"shapes-{size}-v{VERSION}.pt"
-    data = torch.load(cache, weights_only=True) if cache.is_file() else None
+    data = _read_cache(cache, size)
     if data is None:
         pixels, points = generate(size)
         data = {"pixels": torch.from_numpy(pixels), "factors": torch.from_numpy(points)}
