@@ -81,6 +81,12 @@ def _open(browser, url, width=1280):
     return page, failed
 
 
+def _typeset(page):
+    """Wait until MathJax has typeset the page (formulas in collapsed cells included, visible or not)."""
+    page.wait_for_selector("mjx-container", state="attached", timeout=20_000)
+    page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise ? MathJax.startup.promise.then(() => true) : true")
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_page_loads_completely(server, browser, name):
     page, failed = _open(browser, f"{server}/{name}.html")
@@ -90,7 +96,7 @@ def test_page_loads_completely(server, browser, name):
         broken = page.evaluate("Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
         assert not broken, broken
         if name in WITH_MATHS:
-            page.wait_for_selector("mjx-container", timeout=20_000)
+            _typeset(page)
             assert page.locator("mjx-container").count() > 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{name.replace('/', '_')}.png"), full_page=False)
@@ -103,7 +109,7 @@ def test_no_raw_tex_is_left_after_mathjax(server, browser, name):
     page, _ = _open(browser, f"{server}/{name}.html")
     try:
         if name in WITH_MATHS:
-            page.wait_for_selector("mjx-container", timeout=20_000)
+            _typeset(page)
         text = page.evaluate(PROSE_JS)
         left = [d for d in ("$$", "\\(", "\\)", "\\[", "\\]", "\\begin{") if d in text]
         pair = re.search(r"\$[^$\n]+\$", text)
