@@ -113,5 +113,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vmivae: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("vmivae: aborted at once (a second Ctrl-C); the last checkpoint written, if any, is intact", file=sys.stderr)
+        print("vmivae: aborted at once by Ctrl-C; the last checkpoint written, if any, is intact", file=sys.stderr)
         return 130
