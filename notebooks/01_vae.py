@@ -44,7 +44,9 @@ figures_dir = "../figures"  # every figure is also saved here as 01_<name>.png
 from vmivae import exercises, plots
 from vmivae.notebook import setup
 
-nb = setup("01", profile, device, seed, workers, runs_dir, figures_dir)  # seeds, run cache, figures/01_<name>.png
+nb = setup(
+    "01", profile, device, seed, workers, runs_dir, figures_dir
+)  # seeds, run cache, figures/01_<name>.png
 
 # %% [markdown]
 # ## The data
@@ -57,9 +59,18 @@ nb = setup("01", profile, device, seed, workers, runs_dir, figures_dir)  # seeds
 # %%
 config = nb.config("paper-gaussian-baseline")
 test = nb.test_data("paper-gaussian-baseline")
-print(f"dataset {config.dataset}: test images {tuple(test.images.shape)}, pixel range [{test.images.min():.0f}, {test.images.max():.0f}]")
-nb.show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: the first 32 test digits"), "data",
-        caption=f"The first 32 test digits of {config.dataset}.", alt="Two rows of handwritten digits.")
+print(
+    f"dataset {config.dataset}: test images {tuple(test.images.shape)}, pixel range "
+    f"[{test.images.min():.0f}, {test.images.max():.0f}]"
+)
+nb.show(
+    plots.image_grid(
+        test.images[:32], ncol=16, title=f"{config.dataset}: the first 32 test digits"
+    ),
+    "data",
+    caption=f"The first 32 test digits of {config.dataset}.",
+    alt="Two rows of handwritten digits.",
+)
 
 # %% [markdown]
 # ## The evidence lower bound
@@ -104,10 +115,18 @@ nb.show(plots.image_grid(test.images[:32], ncol=16, title=f"{config.dataset}: th
 
 # %%
 (run,), (result,) = nb.measured([nb.spec("paper-gaussian-baseline")])
-print(f"{run.metrics['steps']} steps at batch {run.config.batch_size}, {run.metrics['images_per_second']:.0f} images/s on {run.metrics['device']}")
-nb.show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")), "training_curves",
-        caption="Training curves (moving average over 25 steps): the reconstruction error falls while the KL to the prior "
-                "settles at a few nats.", alt="Two line plots against the training step: reconstruction MSE and Gaussian KL.")
+print(
+    f"{run.metrics['steps']} steps at batch {run.config.batch_size}, "
+    f"{run.metrics['images_per_second']:.0f} images/s on {run.metrics['device']}"
+)
+nb.show(
+    plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont")),
+    "training_curves",
+    caption="Training curves (moving average over 25 steps): the reconstruction error "
+    "falls while the KL to the prior "
+    "settles at a few nats.",
+    alt="Two line plots against the training step: reconstruction MSE and Gaussian KL.",
+)
 
 # %% [markdown]
 # ## Reconstructions and samples
@@ -115,13 +134,21 @@ nb.show(plots.loss_curves({"baseline": run.history}, columns=("recon", "kl_cont"
 # Reconstructions decode the posterior means of test digits; samples decode codes drawn from the prior.
 
 # %%
-nb.show(plots.reconstructions(run.vae, test.images, n=12), "reconstructions",
-        caption="Test digits (top) and their reconstructions from the posterior means (bottom).",
-        alt="Twelve test digits above their blurrier reconstructions.")
+nb.show(
+    plots.reconstructions(run.vae, test.images, n=12),
+    "reconstructions",
+    caption="Test digits (top) and their reconstructions from the posterior means "
+    "(bottom).",
+    alt="Twelve test digits above their blurrier reconstructions.",
+)
 
 # %%
-nb.show(plots.samples(run.vae, n=32, ncol=16), "samples",
-        caption="Images decoded from 32 codes drawn from the prior.", alt="Two rows of generated digit-like images.")
+nb.show(
+    plots.samples(run.vae, n=32, ncol=16),
+    "samples",
+    caption="Images decoded from 32 codes drawn from the prior.",
+    alt="Two rows of generated digit-like images.",
+)
 
 # %% [markdown]
 # ## Traversals
@@ -132,9 +159,13 @@ nb.show(plots.samples(run.vae, n=32, ncol=16), "samples",
 
 # %%
 for dim in (0, 1):
-    nb.show(plots.traversal(run.vae, f"z{dim}", n_rows=4), f"traversal_z{dim}",
-            caption=f"Traversal of z{dim} from -3 to 3 (columns), four different base codes (rows).",
-            alt=f"A grid of generated digits in which z{dim} changes along each row.")
+    nb.show(
+        plots.traversal(run.vae, f"z{dim}", n_rows=4),
+        f"traversal_z{dim}",
+        caption=f"Traversal of z{dim} from -3 to 3 (columns), four different base "
+        f"codes (rows).",
+        alt=f"A grid of generated digits in which z{dim} changes along each row.",
+    )
 
 # %% [markdown]
 # ## Which latent dimensions carry information?
@@ -146,16 +177,25 @@ for dim in (0, 1):
 
 # %%
 active = sum(kl > 0.01 for kl in result["kl_per_dim"])
-print(f"active dims (KL > 0.01 nats): {active} of {len(result['kl_per_dim'])}; test reconstruction MSE {result['recon_mse']:.4f}")
-nb.show(plots.kl_per_dim({"baseline": result["kl_per_dim"]}), "kl_per_dim",
-        caption="Mean KL to the prior of each of the 32 Gaussian dimensions on the test split; dimensions near zero "
-                "carry no information.", alt="Bar chart of KL per latent dimension, with a few tall bars and many near zero.")
+print(
+    f"active dims (KL > 0.01 nats): {active} of {len(result['kl_per_dim'])}; test "
+    f"reconstruction MSE {result['recon_mse']:.4f}"
+)
+nb.show(
+    plots.kl_per_dim({"baseline": result["kl_per_dim"]}),
+    "kl_per_dim",
+    caption="Mean KL to the prior of each of the 32 Gaussian dimensions on the test "
+    "split; dimensions near zero "
+    "carry no information.",
+    alt="Bar chart of KL per latent dimension: a few tall bars, many near zero.",
+)
 
 # %% [markdown]
 # ```{admonition} Exercise 1.1: the KL of one dimension
 # Write `gaussian_kl(mu, logvar)`: $\mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, 1)\big)$ for every
 # element of two tensors of the same shape, with `logvar` $= \log \sigma^2$. Then run the check.
 # ```
+
 
 # %%
 def gaussian_kl(mu, logvar):

@@ -129,9 +129,16 @@ nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 # ```
 
 # %%
-(vmi, baseline), measured = nb.measured([nb.spec("paper-gaussian", lambda_cont=lambda_cont), nb.spec("paper-gaussian-baseline")])
+(vmi, baseline), measured = nb.measured(
+    [
+        nb.spec("paper-gaussian", lambda_cont=lambda_cont),
+        nb.spec("paper-gaussian-baseline"),
+    ]
+)
 runs = {"VMI": vmi, "baseline": baseline}
-print({name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in runs.items()})
+print(
+    {name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in runs.items()}
+)
 
 # %% [markdown]
 # ## The bound during training
@@ -143,11 +150,21 @@ print({name: f"{r.metrics['images_per_second']:.0f} images/s" for name, r in run
 # the batches it trains on. The measurement comes below, with a fresh $Q$.
 
 # %%
-nb.show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cont", entropy=2 * STANDARD_NORMAL_ENTROPY,
-                        title="training-time Q on z0, z1: 2.84 - CE (diagnostic)"), "training_mi_curves",
-        caption="How well the training-time Q reads z0 and z1 back, as 2.84 nats minus its cross-entropy "
-                "(moving average over 25 steps). Only the VMI model's decoder is pushed to make them readable.",
-        alt="Two curves against the training step; the VMI curve rises above the baseline curve.")
+nb.show(
+    plots.mi_curves(
+        {k: r.history for k, r in runs.items()},
+        "ce_cont",
+        entropy=2 * STANDARD_NORMAL_ENTROPY,
+        title="training-time Q on z0, z1: 2.84 - CE (diagnostic)",
+    ),
+    "training_mi_curves",
+    caption="How well the training-time Q reads z0 and z1 back, as 2.84 nats minus its "
+    "cross-entropy "
+    "(moving average over 25 steps). Only the VMI model's decoder is pushed to make "
+    "them readable.",
+    alt="Two curves against the training step; the VMI curve rises above the baseline "
+    "curve.",
+)
 
 # %% [markdown]
 # ## What the informative dimensions do
@@ -158,15 +175,31 @@ nb.show(plots.mi_curves({k: r.history for k, r in runs.items()}, "ce_cont", entr
 # %%
 for name, r in runs.items():
     for dim in (0, 1):
-        nb.show(plots.traversal(r.vae, f"z{dim}", n_rows=3, title=f"{name}: traversal of z{dim}"), f"traversal_{name.lower()}_z{dim}",
-                caption=f"{name}: z{dim} swept from -3 to 3 (columns) for three base codes (rows).",
-                alt=f"A grid of generated digits for the {name} model in which z{dim} changes along each row.")
+        nb.show(
+            plots.traversal(
+                r.vae, f"z{dim}", n_rows=3, title=f"{name}: traversal of z{dim}"
+            ),
+            f"traversal_{name.lower()}_z{dim}",
+            caption=f"{name}: z{dim} swept from -3 to 3 (columns) for three base codes "
+            f"(rows).",
+            alt=f"A grid of generated digits for the {name} model in which z{dim} "
+            f"changes along each row.",
+        )
 
 # %%
 for name, r in runs.items():
-    nb.show(plots.grid_2d(r.vae, (0, 1), values=np.linspace(-2.5, 2.5, 7), title=f"{name}: z0 (rows) x z1 (columns)"), f"grid_{name.lower()}",
-            caption=f"{name}: a 7 x 7 grid over z0 (rows) and z1 (columns), every other dimension fixed.",
-            alt=f"A 7 by 7 grid of generated digits for the {name} model.")
+    nb.show(
+        plots.grid_2d(
+            r.vae,
+            (0, 1),
+            values=np.linspace(-2.5, 2.5, 7),
+            title=f"{name}: z0 (rows) x z1 (columns)",
+        ),
+        f"grid_{name.lower()}",
+        caption=f"{name}: a 7 x 7 grid over z0 (rows) and z1 (columns), every other "
+        f"dimension fixed.",
+        alt=f"A 7 by 7 grid of generated digits for the {name} model.",
+    )
 
 # %% [markdown]
 # ## Measuring the information in every dimension
@@ -177,22 +210,31 @@ for name, r in runs.items():
 
 # %%
 results = dict(zip(runs, measured))
-nb.show(plots.mi_profile(results, title="I(z_j; x~) lower bound per Gaussian dim (95% CI)"), "mi_profile",
-        caption="Lower bound on the MI between each Gaussian dimension and the generated image (generation path, "
-                "fresh Q, 95% bootstrap intervals), VMI model and baseline.",
-        alt="Bar chart of the MI bound for each of 32 latent dimensions for the two models.")
+nb.show(
+    plots.mi_profile(results, title="I(z_j; x~) lower bound per Gaussian dim (95% CI)"),
+    "mi_profile",
+    caption="Lower bound on the MI between each Gaussian dimension and the generated "
+    "image (generation path, "
+    "fresh Q, 95% bootstrap intervals), VMI model and baseline.",
+    alt="Bar chart of the MI bound for each of 32 latent dimensions, two models.",
+)
 for name, result in results.items():
     mi = result["mi"]
     ranked = sorted(mi, key=lambda k: -mi[k]["nats"])
     others = np.mean([mi[f"z{j}"]["nats"] for j in range(2, len(mi))])
-    print(f"{name:>8}: z0 {mi['z0']['nats']:.3f} (rank {ranked.index('z0') + 1}), z1 {mi['z1']['nats']:.3f} "
-          f"(rank {ranked.index('z1') + 1}) of {len(mi)} dims; mean of the other dims {others:.3f} nats; test MSE {result['recon_mse']:.4f}")
+    print(
+        f"{name:>8}: z0 {mi['z0']['nats']:.3f} (rank {ranked.index('z0') + 1}), z1 "
+        f"{mi['z1']['nats']:.3f} "
+        f"(rank {ranked.index('z1') + 1}) of {len(mi)} dims; mean of the other dims "
+        f"{others:.3f} nats; test MSE {result['recon_mse']:.4f}"
+    )
 
 # %% [markdown]
 # ```{admonition} Exercise 2.1: Q's Gaussian cross-entropy
 # Write `gaussian_cross_entropy(mean, log_std, z)`: $-\log \mathcal N(z; \text{mean}, e^{2 \log\text{std}})$ for
 # tensors `[B, M]`, summed over the $M$ dimensions and averaged over the batch.
 # ```
+
 
 # %%
 def gaussian_cross_entropy(mean, log_std, z):

@@ -73,10 +73,14 @@ nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 # ```
 
 # %%
-nb.show(plots.gumbel_softmax_samples(), "gumbel_softmax",
-        caption="Three relaxed samples for the probabilities (0.1, 0.2, 0.3, 0.4) at four temperatures: "
-                "nearly one-hot when cold, nearly uniform when hot.",
-        alt="Bar charts of Gumbel-softmax samples at temperatures 0.1, 0.5, 1 and 5.")
+nb.show(
+    plots.gumbel_softmax_samples(),
+    "gumbel_softmax",
+    caption="Three relaxed samples for the probabilities (0.1, 0.2, 0.3, 0.4) at four "
+    "temperatures: "
+    "nearly one-hot when cold, nearly uniform when hot.",
+    alt="Bar charts of Gumbel-softmax samples at temperatures 0.1, 0.5, 1 and 5.",
+)
 
 # %% [markdown]
 # ```{admonition} Exercise 3.1: a Gumbel-softmax sample
@@ -84,6 +88,7 @@ nb.show(plots.gumbel_softmax_samples(), "gumbel_softmax",
 # check. It tests the shape, that samples lie on the simplex, that their argmax follows
 # $\operatorname{softmax}(\alpha)$, and the $\tau \to 0$ limit.
 # ```
+
 
 # %%
 def gumbel_softmax(logits, tau):
@@ -112,11 +117,19 @@ exercises.check("gumbel_softmax", gumbel_softmax)
 
 # %%
 config = nb.config("paper-joint")
-nb.show(plots.temperature_schedules(), "temperature_schedule",
-        caption="The paper's intended temperature schedule (solid) and what the reference code runs (dashed, 1.0 throughout).",
-        alt="Line plot of the temperature over 150,000 steps, decaying from 1 to a floor of 0.3.")
-print(f"this profile: {config.steps} steps; the temperature falls by exp(-{config.tau_rate} t), "
-      f"refreshed every {config.tau_interval} steps, to a floor of {config.tau_min}")
+nb.show(
+    plots.temperature_schedules(),
+    "temperature_schedule",
+    caption="The paper's intended temperature schedule (solid) and what the reference "
+    "code runs (dashed, 1.0 throughout).",
+    alt="Line plot of the temperature over 150,000 steps, decaying from 1 to a floor "
+    "of 0.3.",
+)
+print(
+    f"this profile: {config.steps} steps; the temperature falls by "
+    f"exp(-{config.tau_rate} t), "
+    f"refreshed every {config.tau_interval} steps, to a floor of {config.tau_min}"
+)
 
 # %% [markdown]
 # ## Which entropy does the bound need?
@@ -156,6 +169,7 @@ print(f"this profile: {config.steps} steps; the temperature falls by exp(-{confi
 # different quantity (the check tells you if you wrote that one).
 # ```
 
+
 # %%
 def aggregate_entropy(logits):
     raise NotImplementedError  # your lines here
@@ -180,25 +194,50 @@ exercises.check("aggregate_entropy", aggregate_entropy)
 # probable one for at least 1% of the training images ("codes used").
 
 # %%
-labels = {"paper-joint-baseline": "baseline", "paper-joint": "paper objective", "vmi-joint": "true bound"}
-mi_weight = {"paper-joint-baseline": {}, "paper-joint": {"lambda_cat": lambda_cat}, "vmi-joint": {"lambda_cat": lambda_cat}}
+labels = {
+    "paper-joint-baseline": "baseline",
+    "paper-joint": "paper objective",
+    "vmi-joint": "true bound",
+}
+mi_weight = {
+    "paper-joint-baseline": {},
+    "paper-joint": {"lambda_cat": lambda_cat},
+    "vmi-joint": {"lambda_cat": lambda_cat},
+}
 trained, measured = nb.measured([nb.spec(p, **mi_weight[p]) for p in labels])
 runs = dict(zip(labels.values(), trained))
 results = dict(zip(labels.values(), measured))
-curves = pd.concat([r.history.assign(variant=name, seed=seed) for name, r in runs.items()])
-nb.show(plots.codes_used_curves(curves), "codes_used",
-        caption="Categories in use during training (the argmax code of at least 1% of the images in each logging "
-                "interval). Only the run with the true bound keeps all ten.",
-        alt="Line plot of codes used against training step for the baseline, the paper objective and the true bound.")
+curves = pd.concat(
+    [r.history.assign(variant=name, seed=seed) for name, r in runs.items()]
+)
+nb.show(
+    plots.codes_used_curves(curves),
+    "codes_used",
+    caption="Categories in use during training (the argmax code of at least 1% of the "
+    "images in each logging "
+    "interval). Only the run with the true bound keeps all ten.",
+    alt="Line plot of codes used against training step for the baseline, the paper "
+    "objective and the true bound.",
+)
 
 # %% [markdown]
 # The cross-entropy and the entropy the two MI runs reach, averaged over the last 100 steps (the
 # entropy is the batch estimate, tracked for every run whether or not its loss uses it):
 
 # %%
-pd.DataFrame({name: {"CE_cat (nats)": r.history["ce_cat"].tail(100).mean(), "H(c), batch estimate (nats)": r.history["h_cat"].tail(100).mean(),
-                     "H(c) - CE (nats)": (r.history["h_cat"] - r.history["ce_cat"]).tail(100).mean(),
-                     "codes used at the end": r.history["codes_used"].iloc[-1]} for name, r in runs.items()}).T
+pd.DataFrame(
+    {
+        name: {
+            "CE_cat (nats)": r.history["ce_cat"].tail(100).mean(),
+            "H(c), batch estimate (nats)": r.history["h_cat"].tail(100).mean(),
+            "H(c) - CE (nats)": (r.history["h_cat"] - r.history["ce_cat"])
+            .tail(100)
+            .mean(),
+            "codes used at the end": r.history["codes_used"].iloc[-1],
+        }
+        for name, r in runs.items()
+    }
+).T
 
 # %% [markdown]
 # Read the table row by row. The paper's objective reaches the lowest cross-entropy, but by shrinking
@@ -213,9 +252,15 @@ pd.DataFrame({name: {"CE_cat (nats)": r.history["ce_cat"].tail(100).mean(), "H(c
 
 # %%
 for name, r in runs.items():
-    nb.show(plots.category_rows(r.vae, n_per_category=10, title=f"{name}: one row per category"), f"categories_{name.replace(' ', '_')}",
-            caption=f"{name}: each row decodes one of the 10 categories with the same ten Gaussian codes.",
-            alt=f"A 10 by 10 grid of generated digits for the {name} model.")
+    nb.show(
+        plots.category_rows(
+            r.vae, n_per_category=10, title=f"{name}: one row per category"
+        ),
+        f"categories_{name.replace(' ', '_')}",
+        caption=f"{name}: each row decodes one of the 10 categories with the same ten "
+        f"Gaussian codes.",
+        alt=f"A 10 by 10 grid of generated digits for the {name} model.",
+    )
 
 # %% [markdown]
 # ## Clustering the test digits with the code
@@ -229,14 +274,30 @@ for name, r in runs.items():
 test = nb.test_data("paper-joint")
 for name, r in runs.items():
     clusters = encode_dataset(r, test)["cluster"]
-    nb.show(plots.confusion(clusters, test.labels.numpy(), title=f"{name}: code vs label (test split)"), f"confusion_{name.replace(' ', '_')}",
-            caption=f"{name}: counts of test digits per (category, label), categories in Hungarian order; "
-                    "a code that finds the digits is diagonal.",
-            alt=f"Confusion table of the {name} model's categories against the digit labels.")
-pd.DataFrame({name: {"accuracy (Hungarian)": res["cluster_accuracy"]["hungarian"], "accuracy (majority)": res["cluster_accuracy"]["majority"],
-                     "NMI": res["nmi"], "codes used (test)": res["codes_used"],
-                     "MI(c; x~), generation path (nats)": res["mi"]["categorical"]["nats"], "test MSE": res["recon_mse"]}
-              for name, res in results.items()}).T
+    nb.show(
+        plots.confusion(
+            clusters, test.labels.numpy(), title=f"{name}: code vs label (test split)"
+        ),
+        f"confusion_{name.replace(' ', '_')}",
+        caption=f"{name}: counts of test digits per (category, label), categories in "
+        f"Hungarian order; "
+        "a code that finds the digits is diagonal.",
+        alt=f"Confusion table of the {name} model's categories against the digit "
+        f"labels.",
+    )
+pd.DataFrame(
+    {
+        name: {
+            "accuracy (Hungarian)": res["cluster_accuracy"]["hungarian"],
+            "accuracy (majority)": res["cluster_accuracy"]["majority"],
+            "NMI": res["nmi"],
+            "codes used (test)": res["codes_used"],
+            "MI(c; x~), generation path (nats)": res["mi"]["categorical"]["nats"],
+            "test MSE": res["recon_mse"],
+        }
+        for name, res in results.items()
+    }
+).T
 
 # %% [markdown]
 # The last MI column is measured by a fresh $Q$ on the generation path (chapter 4), where $\log K = 2.303$

@@ -33,7 +33,9 @@
 # ```
 
 # %% tags=["parameters"]
-profile = "quick"  # smoke | quick | full: the training budget of the models measured here
+profile = (
+    "quick"  # smoke | quick | full: the training budget of the models measured here
+)
 device = "auto"  # auto | cpu | cuda
 seed = 0  # the seed of the runs measured here (the run cache reuses chapters 2 and 3)
 sigma = 0.5  # noise of the validation channel's Gaussian component
@@ -60,7 +62,11 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 # 1. **Generation path** (the primary one). Draw codes from the prior, decode them, and train a fresh $Q$
 #    (the paper's architecture, one output head per component) to recover every component from the images.
 #    Then, on a separate set of fresh samples, report
-#    $$\hat I(c; \tilde x) = H(c) - \frac1n \sum_{i} -\log Q(c_i \mid \tilde x_i).$$
+#
+#    $$
+#    \hat I(c; \tilde x) = H(c) - \frac1n \sum_{i} -\log Q(c_i \mid \tilde x_i).
+#    $$
+#
 #    Because the codes come from the prior, $H(c)$ is exact: $\log K$ for the uniform $K$-way code and
 #    $\tfrac12 \log(2 \pi e) \approx 1.419$ nats per $\mathcal N(0, 1)$ dimension, so $\hat I$ is a lower
 #    bound in nats (up to the sampling error of the mean). For the category $\log K$ is also a ceiling; for
@@ -93,10 +99,20 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 
 # %%
 validation = validate_estimator(nb.estimator, sigma=sigma, eps=eps)
-nb.show(plots.estimate_vs_truth(validation.assign(channel=validation["channel"] + ": " + validation["component"])), "validation",
-        caption="The estimator (red, 95% bootstrap intervals) against the exact MI (grey) on the two validation channels.",
-        alt="Paired bars of true and estimated MI for six channel components.")
-validation.assign(error=validation["estimate"] - validation["truth"])[["channel", "component", "truth", "estimate", "lo", "hi", "error", "q_steps"]]
+nb.show(
+    plots.estimate_vs_truth(
+        validation.assign(
+            channel=validation["channel"] + ": " + validation["component"]
+        )
+    ),
+    "validation",
+    caption="The estimator (red, 95% bootstrap intervals) against the exact MI (grey) "
+    "on the two validation channels.",
+    alt="Paired bars of true and estimated MI for six channel components.",
+)
+validation.assign(error=validation["estimate"] - validation["truth"])[
+    ["channel", "component", "truth", "estimate", "lo", "hi", "error", "q_steps"]
+]
 
 # %% [markdown]
 # A lower bound should land at or below the truth (the `error` column is estimate minus truth); a
@@ -107,6 +123,7 @@ validation.assign(error=validation["estimate"] - validation["truth"])[["channel"
 # vector of $K$ probabilities) sent through a channel with `confusion[k, l]` $= P(c' = l \mid c = k)$.
 # The truth of the "confused" channel above is this quantity.
 # ```
+
 
 # %%
 def mi_from_confusion(prior, confusion):
@@ -144,18 +161,41 @@ exercises.check("mi_from_confusion", mi_from_confusion)
 # Every component is measured, not only the ones that were regularised.
 
 # %%
-names = {"paper-joint": "paper objective", "vmi-joint": "true bound", "paper-joint-baseline": "baseline",
-         "paper-gaussian": "VMI", "paper-gaussian-baseline": "baseline"}
+names = {
+    "paper-joint": "paper objective",
+    "vmi-joint": "true bound",
+    "paper-joint-baseline": "baseline",
+    "paper-gaussian": "VMI",
+    "paper-gaussian-baseline": "baseline",
+}
 trained, measured = nb.measured([nb.spec(n) for n in names])
 runs, results = dict(zip(names, trained)), dict(zip(names, measured))
-joint_results = {names[k]: results[k] for k in ("paper-joint", "vmi-joint", "paper-joint-baseline")}
-nb.show(plots.mi_profile(joint_results, title="joint model: MI lower bound per component (95% CI)"), "profile_joint",
-        caption="Joint model: lower bound on the MI of every component with the generated image (generation path, 95% intervals).",
-        alt="Grouped bar chart of the MI bound for the categorical code and 16 Gaussian dimensions, three models.")
-nb.show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results["paper-gaussian-baseline"]},
-                         title="Gaussian model: MI lower bound per component (95% CI)"), "profile_gaussian",
-        caption="Gaussian model: lower bound on the MI of every dimension with the generated image (generation path, 95% intervals).",
-        alt="Grouped bar chart of the MI bound for 32 Gaussian dimensions, two models.")
+joint_results = {
+    names[k]: results[k] for k in ("paper-joint", "vmi-joint", "paper-joint-baseline")
+}
+nb.show(
+    plots.mi_profile(
+        joint_results, title="joint model: MI lower bound per component (95% CI)"
+    ),
+    "profile_joint",
+    caption="Joint model: lower bound on the MI of every component with the generated "
+    "image (generation path, 95% intervals).",
+    alt="Grouped bar chart of the MI bound for the categorical code and 16 Gaussian "
+    "dimensions, three models.",
+)
+nb.show(
+    plots.mi_profile(
+        {
+            "VMI": results["paper-gaussian"],
+            "baseline": results["paper-gaussian-baseline"],
+        },
+        title="Gaussian model: MI lower bound per component (95% CI)",
+    ),
+    "profile_gaussian",
+    caption="Gaussian model: lower bound on the MI of every dimension with the "
+    "generated image (generation path, 95% intervals).",
+    alt="Grouped bar chart of the MI bound for 32 Gaussian dimensions, two models.",
+)
 
 # %% [markdown]
 # ## The reconstruction path
@@ -163,11 +203,23 @@ nb.show(plots.mi_profile({"VMI": results["paper-gaussian"], "baseline": results[
 # For the joint models, how much does the code carry when it comes from the encoder on real test digits?
 
 # %%
-joint = {names[k]: runs[k] for k in ("paper-joint", "vmi-joint", "paper-joint-baseline")}
-recon = dict(zip(joint, nb.evaluations(list(joint.values()), paths=("reconstruction",))))
-pd.DataFrame({name: {"H(c) estimate (nats)": r["mi"]["categorical"]["entropy"], "MI estimate (nats)": r["mi"]["categorical"]["nats"],
-                     "95% CI low": r["mi"]["categorical"]["ci95"][0], "95% CI high": r["mi"]["categorical"]["ci95"][1]}
-              for name, r in recon.items()}).T
+joint = {
+    names[k]: runs[k] for k in ("paper-joint", "vmi-joint", "paper-joint-baseline")
+}
+recon = dict(
+    zip(joint, nb.evaluations(list(joint.values()), paths=("reconstruction",)))
+)
+pd.DataFrame(
+    {
+        name: {
+            "H(c) estimate (nats)": r["mi"]["categorical"]["entropy"],
+            "MI estimate (nats)": r["mi"]["categorical"]["nats"],
+            "95% CI low": r["mi"]["categorical"]["ci95"][0],
+            "95% CI high": r["mi"]["categorical"]["ci95"][1],
+        }
+        for name, r in recon.items()
+    }
+).T
 
 # %% [markdown]
 # Read this table with care. On the reconstruction path the code $c$ is the encoder's argmax for a real
@@ -188,7 +240,12 @@ pd.DataFrame({name: {"H(c) estimate (nats)": r["mi"]["categorical"]["entropy"], 
 # (KL > 0.01 nats).
 
 # %%
-pd.DataFrame({f"{name} ({preset})": headline(result) for (preset, name), result in zip(names.items(), results.values())}).T
+pd.DataFrame(
+    {
+        f"{name} ({preset})": headline(result)
+        for (preset, name), result in zip(names.items(), results.values())
+    }
+)  # one column per model: eleven metrics fit the page as rows
 
 # %% [markdown]
 # ```{admonition} Exercise 4.3 (discussion)

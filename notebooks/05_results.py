@@ -35,7 +35,9 @@
 # ```
 
 # %% tags=["parameters"]
-profile = "quick"  # smoke | quick | full: the budget of the runs this chapter trains itself
+profile = (
+    "quick"  # smoke | quick | full: the budget of the runs this chapter trains itself
+)
 device = "auto"  # auto | cpu | cuda
 seed = 0  # seed of the sweep and the shapes runs
 scales = [0.0, 0.1, 1.0, 10.0]  # the sweep multiplies both MI weights of vmi-joint
@@ -61,14 +63,31 @@ nb = setup("05", profile, device, seed, workers, runs_dir, figures_dir)
 # %%
 runs, training, meta = study.read_results(results_dir)
 labels = {name: v["label"] for name, v in meta["variants"].items()}
-print(f"{meta['runs']} runs on {meta['hardware']}, {meta['date']}, torch {meta['torch']}; command: {meta['command']}; "
-      f"training time summed over runs {meta['train_seconds_sum'] / 3600:.1f} h")
-pd.DataFrame([{"variant": k, "objective": v["label"], "preset": v["preset"], "overrides": v["overrides"] or ""}
-              for k, v in meta["variants"].items()]).set_index("variant")
+print(
+    f"{meta['runs']} runs on {meta['hardware']}, {meta['date']}, torch "
+    f"{meta['torch']}; command: {meta['command']}; "
+    f"training time summed over runs {meta['train_seconds_sum'] / 3600:.1f} h"
+)
+pd.DataFrame(
+    [
+        {
+            "variant": k,
+            "objective": v["label"],
+            "preset": v["preset"],
+            "overrides": v["overrides"] or "",
+        }
+        for k, v in meta["variants"].items()
+    ]
+).set_index("variant")
 
 # %%
-budget = {d: f"{int(runs[runs.dataset == d]['steps'].iloc[0])} steps of 124, lr 1e-3" for d in dict.fromkeys(runs["dataset"])}
-pd.DataFrame({"budget": budget, "training images": {"mnist-5k": 4000, "mnist": 60000}}).loc[list(budget)]
+budget = {
+    d: f"{int(runs[runs.dataset == d]['steps'].iloc[0])} steps of 124, lr 1e-3"
+    for d in dict.fromkeys(runs["dataset"])
+}
+pd.DataFrame(
+    {"budget": budget, "training images": {"mnist-5k": 4000, "mnist": 60000}}
+).loc[list(budget)]
 
 # %% [markdown]
 # ## Does the code find the digits?
@@ -78,32 +97,71 @@ pd.DataFrame({"budget": budget, "training images": {"mnist-5k": 4000, "mnist": 6
 
 # %%
 order = list(meta["variants"])
-nb.show(plots.seed_points(runs, x="variant", y="hungarian", hue="dataset", order=order, labels=labels,
-                          title="clustering accuracy of the code (test split)"), "study_accuracy",
-        caption="Hungarian accuracy of the 10-way code on the test split for each objective: every seed (dots) and the "
-                "mean with its 95% interval (diamonds), on the embedded digits and on full MNIST. Chance is about 0.11.",
-        alt="Dot plot of clustering accuracy for five objectives on two datasets.")
-nb.show(plots.seed_points(runs, x="variant", y="codes_used", hue="dataset", order=order, labels=labels,
-                          title="categories in use at the end (test split)"), "study_codes_used",
-        caption="Categories that are the code of at least 1% of the test images, per objective and seed.",
-        alt="Dot plot of the number of categories used for five objectives on two datasets.")
+nb.show(
+    plots.seed_points(
+        runs,
+        x="variant",
+        y="hungarian",
+        hue="dataset",
+        order=order,
+        labels=labels,
+        title="clustering accuracy of the code (test split)",
+    ),
+    "study_accuracy",
+    caption="Hungarian accuracy of the 10-way code on the test split for each "
+    "objective: every seed (dots) and the "
+    "mean with its 95% interval (diamonds), on the embedded digits and on full MNIST. "
+    "Chance is about 0.11.",
+    alt="Dot plot of clustering accuracy for five objectives on two datasets.",
+)
+nb.show(
+    plots.seed_points(
+        runs,
+        x="variant",
+        y="codes_used",
+        hue="dataset",
+        order=order,
+        labels=labels,
+        title="categories in use at the end (test split)",
+    ),
+    "study_codes_used",
+    caption="Categories that are the code of at least 1% of the test images, per "
+    "objective and seed.",
+    alt="Dot plot of the categories used by five objectives on two datasets.",
+)
 
 # %% [markdown]
 # Codes used during training, averaged over the seeds (light lines: single seeds):
 
 # %%
-nb.show(plots.codes_used_curves(training, order=order, labels=labels, n_codes=10), "study_codes_used_curves",
-        caption="Categories in use during training (the argmax code of at least 1% of the training images in each "
-                "logging interval), per objective; one panel per dataset.",
-        alt="Line plots of codes used against the training step, one line per objective, for two datasets.")
+nb.show(
+    plots.codes_used_curves(training, order=order, labels=labels, n_codes=10),
+    "study_codes_used_curves",
+    caption="Categories in use during training (the argmax code of at least 1% of the "
+    "training images in each "
+    "logging interval), per objective; one panel per dataset.",
+    alt="Line plots of codes used against the training step, one line per objective, "
+    "for two datasets.",
+)
 
 # %% [markdown]
 # Every metric, mean and 95% interval over the seeds:
 
 # %%
 summary = study.summarize(runs)
-cells = summary.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])])
-table = cells.pivot_table(index=["dataset", "variant"], columns="metric", values="cell", aggfunc="first", sort=False)
+cells = summary.assign(
+    cell=[
+        f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+        for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])
+    ]
+)
+table = cells.pivot_table(
+    index=["dataset", "variant"],
+    columns="metric",
+    values="cell",
+    aggfunc="first",
+    sort=False,
+)
 table[list(study.COLUMNS)]
 
 # %% [markdown]
@@ -114,16 +172,32 @@ table[list(study.COLUMNS)]
 # others as "no measurable effect at this budget", not as a small one.
 
 # %%
-contrasts = pd.DataFrame([{"dataset": d, "variant": v, "metric": m, **study.contrast(runs, v, "baseline", m, d)}
-                          for d in dict.fromkeys(runs["dataset"]) for v in order[1:] for m in ("hungarian", "nmi", "codes_used", "mi_categorical")])
+contrasts = pd.DataFrame(
+    [
+        {
+            "dataset": d,
+            "variant": v,
+            "metric": m,
+            **study.contrast(runs, v, "baseline", m, d),
+        }
+        for d in dict.fromkeys(runs["dataset"])
+        for v in order[1:]
+        for m in ("hungarian", "nmi", "codes_used", "mi_categorical")
+    ]
+)
 contrasts.set_index(["dataset", "variant", "metric"])
 
 # %% [markdown]
 # And the correction against the paper's own objective:
 
 # %%
-pd.DataFrame([{"dataset": d, "metric": m, **study.contrast(runs, "true-bound", "paper", m, d)}
-              for d in dict.fromkeys(runs["dataset"]) for m in ("hungarian", "nmi", "codes_used", "recon_mse")]).set_index(["dataset", "metric"])
+pd.DataFrame(
+    [
+        {"dataset": d, "metric": m, **study.contrast(runs, "true-bound", "paper", m, d)}
+        for d in dict.fromkeys(runs["dataset"])
+        for m in ("hungarian", "nmi", "codes_used", "recon_mse")
+    ]
+).set_index(["dataset", "metric"])
 
 # %% [markdown]
 # ## The claims, one by one
@@ -150,8 +224,15 @@ verdicts.set_index(["claim", "objective", "dataset"])
 # a GAN, augmentations). Ours are the study's, over three seeds.
 
 # %%
-study.published_comparison(runs, {"true-bound": "VMI-VAE, true bound", "paper": "VMI-VAE, paper objective", "baseline": "joint VAE, no MI"},
-                           budget)
+study.published_comparison(
+    runs,
+    {
+        "true-bound": "VMI-VAE, true bound",
+        "paper": "VMI-VAE, paper objective",
+        "baseline": "joint VAE, no MI",
+    },
+    budget,
+)
 
 # %% [markdown]
 # ## The MI / reconstruction trade-off
@@ -160,13 +241,35 @@ study.published_comparison(runs, {"true-bound": "VMI-VAE, true bound", "paper": 
 # vanilla model, 1: the paper's $\lambda_{\text{cat}} = 0.01$, $\lambda_{\text{cont}} = 0.0005$), one seed.
 
 # %%
-sweep = [nb.spec("vmi-joint", name=f"sweep-x{s:g}", lambda_cat=0.01 * s, lambda_cont=0.0005 * s) for s in scales]
+sweep = [
+    nb.spec(
+        "vmi-joint", name=f"sweep-x{s:g}", lambda_cat=0.01 * s, lambda_cont=0.0005 * s
+    )
+    for s in scales
+]
 _, sweep_results = nb.measured(sweep)
-trade = pd.DataFrame([{"lambda_cat": 0.01 * s, "mi_categorical": r["mi"]["categorical"]["nats"], "recon_mse": r["recon_mse"],
-                       "hungarian": r["cluster_accuracy"]["hungarian"], "codes_used": r["codes_used"]} for s, r in zip(scales, sweep_results)])
-nb.show(plots.tradeoff(trade, title="vmi-joint: categorical MI vs test MSE as the MI weights grow"), "tradeoff",
-        caption="Categorical MI (generation path) against the test reconstruction error as both MI weights grow, one seed.",
-        alt="A line through four points, each labelled with its lambda, of MI against reconstruction error.")
+trade = pd.DataFrame(
+    [
+        {
+            "lambda_cat": 0.01 * s,
+            "mi_categorical": r["mi"]["categorical"]["nats"],
+            "recon_mse": r["recon_mse"],
+            "hungarian": r["cluster_accuracy"]["hungarian"],
+            "codes_used": r["codes_used"],
+        }
+        for s, r in zip(scales, sweep_results)
+    ]
+)
+nb.show(
+    plots.tradeoff(
+        trade, title="vmi-joint: categorical MI vs test MSE as the MI weights grow"
+    ),
+    "tradeoff",
+    caption="Categorical MI (generation path) against the test reconstruction error as "
+    "both MI weights grow, one seed.",
+    alt="A line through four points, each labelled with its lambda, of MI against "
+    "reconstruction error.",
+)
 trade
 
 # %% [markdown]
@@ -180,16 +283,31 @@ trade
 # with the true bound on its 3-way code.
 
 # %%
-(shape_vmi, shape_base), shape_measured = nb.measured([nb.spec("shapes-joint", aggregate_entropy=True), nb.spec("shapes-joint-baseline")])
+(shape_vmi, shape_base), shape_measured = nb.measured(
+    [nb.spec("shapes-joint", aggregate_entropy=True), nb.spec("shapes-joint-baseline")]
+)
 shape_results = dict(zip(["VMI", "baseline"], shape_measured))
-nb.show(plots.factor_mi_heatmaps({k: r["factor_mi"] for k, r in shape_results.items()}), "shapes_factor_mi",
-        caption="MI (nats) between every latent and every ground-truth factor of the shapes data, VMI model and baseline, "
-                "on one colour scale.",
-        alt="Two heat maps side by side of latents against the factors shape, scale, rotation, x and y.")
-pd.DataFrame({name: {"MIG": r["mig"], **{f"MIG {k}": v for k, v in r["mig_per_factor"].items()},
-                     "MI(code; x~) (nats)": r["mi"]["categorical"]["nats"], "codes used": r["codes_used"],
-                     "shape accuracy (Hungarian)": r["cluster_accuracy"]["hungarian"]}
-              for name, r in shape_results.items()})
+nb.show(
+    plots.factor_mi_heatmaps({k: r["factor_mi"] for k, r in shape_results.items()}),
+    "shapes_factor_mi",
+    caption="MI (nats) between every latent and every ground-truth factor of the "
+    "shapes data, VMI model and baseline, "
+    "on one colour scale.",
+    alt="Two heat maps side by side of latents against the factors shape, scale, "
+    "rotation, x and y.",
+)
+pd.DataFrame(
+    {
+        name: {
+            "MIG": r["mig"],
+            **{f"MIG {k}": v for k, v in r["mig_per_factor"].items()},
+            "MI(code; x~) (nats)": r["mi"]["categorical"]["nats"],
+            "codes used": r["codes_used"],
+            "shape accuracy (Hungarian)": r["cluster_accuracy"]["hungarian"],
+        }
+        for name, r in shape_results.items()
+    }
+)
 
 # %% [markdown]
 # Two rows answer different questions. "MI(code; x~)" says whether the categorical code controls the
@@ -216,6 +334,7 @@ pd.DataFrame({name: {"MIG": r["mig"], **{f"MIG {k}": v for k, v in r["mig_per_fa
 # Write `welch_interval(a, b)`: the 95% interval for the difference of the means of two small samples with
 # unequal variances (Welch's $t$ with the Welch-Satterthwaite degrees of freedom), as the tables above use.
 # ```
+
 
 # %%
 def welch_interval(a, b):

@@ -85,3 +85,10 @@ def test_run_all_names_a_failing_notebook(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "09", "--build-dir", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode != 0 and "no notebook numbered 09" in result.stderr
+
+
+def test_code_cells_fit_the_books_column():
+    """Code lines of at most 88 characters: a wider line would hide behind a horizontal scroll bar in the book."""
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
+        long = [i for i, line in enumerate(path.read_text().splitlines(), 1) if not line.startswith("#") and len(line) > 88]
+        assert not long, f"{path.name}: lines {long} are longer than 88 characters"
