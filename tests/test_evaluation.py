@@ -55,28 +55,3 @@ def test_cli_evaluate_errors(smoke_runs, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["evaluate", str(smoke_runs["paper-joint"]), "--out", str(tmp_path / "no" / "e.json")]) == 2
     assert "does not exist; create it first" in capsys.readouterr().err
-
-
-def _fake_result(cat_mi, mse):
-    return {"mi": {"categorical": {"nats": cat_mi}, "z0": {"nats": 0.1}, "z1": {"nats": 0.2}},
-            "cluster_accuracy": {"hungarian": 0.5, "majority": 0.5}, "nmi": 0.3, "ari": 0.2,
-            "linear_probe_accuracy": 0.9, "recon_mse": mse, "kl_per_dim": [0.5, 0.0]}
-
-
-def test_contrast_gives_the_welch_interval_of_the_difference():
-    from vmivae.evaluation import contrast
-
-    groups = {"vmi": [_fake_result(m, e) for m, e in [(1.0, 0.070), (0.8, 0.072), (0.6, 0.071)]],
-              "base": [_fake_result(m, e) for m, e in [(0.01, 0.071), (0.02, 0.069), (0.0, 0.073)]]}
-    table = contrast(groups, "vmi", "base")
-    cat = table.loc["MI categorical (nats)"]
-    assert cat["difference"] == pytest.approx(0.79)
-    # Welch by hand: standard error from the two sample variances, Welch-Satterthwaite degrees of freedom
-    from scipy import stats
-    va, vb = 0.04 / 3, 0.0001 / 3
-    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
-    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
-    assert (cat["ci95 low"], cat["ci95 high"]) == pytest.approx((0.79 - half, 0.79 + half))
-    assert cat["resolved"]
-    assert not table.loc["recon MSE", "resolved"]  # 0.071 vs 0.071: within noise
-    assert table.loc["NMI", "difference"] == 0 and not table.loc["NMI", "resolved"]  # constant metrics

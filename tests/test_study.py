@@ -92,3 +92,14 @@ def test_verdicts_follow_the_welch_interval():
     assert table.loc[("hungarian", "true-bound"), "verdict"] == "reproduced"
     assert table.loc[("hungarian", "paper"), "verdict"] == "not reproduced"  # an interval that straddles zero
     assert table.loc[("mi_categorical", "true-bound"), "verdict"] == "not reproduced"  # no difference at all
+
+
+def test_contrast_is_the_welch_interval_computed_by_hand():
+    frame = pd.DataFrame({"dataset": "d", "variant": ["vmi"] * 3 + ["base"] * 3, "seed": [0, 1, 2] * 2,
+                          "mi_categorical": [1.0, 0.8, 0.6, 0.01, 0.02, 0.0]})
+    c = contrast(frame, "vmi", "base", "mi_categorical", "d")
+    va, vb = 0.04 / 3, 0.0001 / 3  # sample variances over n = 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)  # Welch-Satterthwaite
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    assert c["difference"] == pytest.approx(0.79)
+    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(0.79 - half), pytest.approx(0.79 + half))

@@ -7,7 +7,6 @@ the reference code, which scored clustering on the training set with BatchNorm i
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from . import metrics
@@ -163,10 +161,6 @@ def _evaluate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_result(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
-
-
 # ---------------------------------------------------------------------------- tables across runs
 
 HEADLINE = {  # column name -> how to read it from an evaluate() result
@@ -187,66 +181,3 @@ HEADLINE = {  # column name -> how to read it from an evaluate() result
 def headline(result: dict[str, Any]) -> dict[str, float | None]:
     """The numbers of one evaluation that the results tables report."""
     return {name: read(result) for name, read in HEADLINE.items()}
-
-
-def summarize(groups: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
-    """Mean and sample standard deviation over the runs (seeds) of each model: one row per model,
-    a (metric, mean|std) column pair per headline number; metrics a model lacks are NaN."""
-    rows = {}
-    for model, results in groups.items():
-        frame = pd.DataFrame([headline(r) for r in results], dtype=float)
-        rows[model] = pd.concat({"mean": frame.mean(), "std": frame.std(ddof=1), "n": frame.count()}, axis=1).stack()
-    return pd.DataFrame(rows).T
-
-
-def format_summary(summary: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """``mean ± std (n)`` strings for display; blank where a model has no such metric."""
-    metrics_ = list(dict.fromkeys(summary.columns.get_level_values(0)))
-    out = pd.DataFrame(index=summary.index, columns=metrics_, dtype=object)
-    for model in summary.index:
-        for metric in metrics_:
-            mean, std = summary.loc[model, (metric, "mean")], summary.loc[model, (metric, "std")]
-            out.loc[model, metric] = "" if pd.isna(mean) else (f"{mean:.{digits}f} ± {std:.{digits}f}" if not pd.isna(std) else f"{mean:.{digits}f}")
-    return out
-
-
-def contrast(groups: dict[str, list[dict[str, Any]]], model: str, reference: str) -> pd.DataFrame:
-    """``model`` minus ``reference`` per headline metric, over seeds: the two means, their difference and a
-    Welch 95% interval for it. ``resolved`` is True where that interval excludes zero, i.e. where this
-    many seeds separate the two models; elsewhere the difference is within seed-to-seed noise."""
-    from scipy import stats
-
-    a = pd.DataFrame([headline(r) for r in groups[model]], dtype=float)
-    b = pd.DataFrame([headline(r) for r in groups[reference]], dtype=float)
-    rows = {}
-    for metric in HEADLINE:
-        x, y = a[metric].dropna().to_numpy(), b[metric].dropna().to_numpy()
-        if len(x) < 2 or len(y) < 2:
-            continue  # a metric one of the models lacks, or a single seed: no interval
-        diff = x.mean() - y.mean()
-        if np.ptp(x) == 0 and np.ptp(y) == 0:  # identical values within each model: nothing to estimate
-            lo = hi = diff
-        else:
-            lo, hi = stats.ttest_ind(x, y, equal_var=False).confidence_interval(0.95)
-        rows[metric] = {model: x.mean(), reference: y.mean(), "difference": diff, "ci95 low": lo, "ci95 high": hi,
-                        "resolved": bool(lo > 0 or hi < 0)}
-    return pd.DataFrame(rows).T.astype({model: float, reference: float, "difference": float, "ci95 low": float,
-                                         "ci95 high": float, "resolved": bool})
-
-
-# Unsupervised accuracy of a 10-way code on full MNIST, as published (for comparison tables).
-PUBLISHED_MNIST_ACCURACY = [
-    {"method": "JointVAE (Dupont 2018)", "accuracy": "88.7%", "data and budget": "full MNIST, as published"},
-    {"method": "InfoGAN (Chen et al. 2016)", "accuracy": "~95% (5% error)", "data and budget": "full MNIST, as published"},
-]
-
-
-def compare_with_published(summary: pd.DataFrame, models: dict[str, str], budget: str) -> pd.DataFrame:
-    """Published accuracies next to ours: ``models`` maps a row label to a model (row) of ``summary``."""
-    rows = list(PUBLISHED_MNIST_ACCURACY)
-    column = "accuracy (Hungarian)"
-    for label, model in models.items():
-        mean, std = summary.loc[model, (column, "mean")], summary.loc[model, (column, "std")]
-        spread = "" if pd.isna(std) else f" ± {100 * std:.1f}"
-        rows.append({"method": label, "accuracy": f"{100 * mean:.1f}%{spread}", "data and budget": budget})
-    return pd.DataFrame(rows).set_index("method")
