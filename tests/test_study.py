@@ -103,3 +103,13 @@ def test_contrast_is_the_welch_interval_computed_by_hand():
     half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
     assert c["difference"] == pytest.approx(0.79)
     assert (c["ci_low"], c["ci_high"]) == (pytest.approx(0.79 - half), pytest.approx(0.79 + half))
+
+
+@pytest.mark.parametrize("args,message", [(["--datasets", "cifar"], "unknown dataset of study 'joint-objectives' 'cifar'"),
+                                          (["--workers", "0"], "--workers must be at least 1"),
+                                          (["--name", "joint"], "unknown study 'joint'")])
+def test_study_command_mistakes_are_one_sentence(capsys, args, message):
+    from vmivae.cli import main
+
+    assert main(["study", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Command-line interface: ``vmivae train | datasets | presets | evaluate | bench``.
+"""Command-line interface: ``vmivae train | datasets | presets | evaluate | bench | study``.
 
 Each command is a thin wrapper over the Python API. A :class:`~vmivae.errors.VMIVAEError` (bad
 input) is printed as one line and exits with status 2; an interruption exits with 128 + the signal
@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import add_command as add_bench
     from .evaluation import add_command as add_evaluate
+    from .study import add_command as add_study
 
     add_evaluate(sub)
     add_bench(sub)
+    add_study(sub)
     return parser
 
 
