@@ -241,11 +241,15 @@ study.published_comparison(
 # vanilla model, 1: the paper's $\lambda_{\text{cat}} = 0.01$, $\lambda_{\text{cont}} = 0.0005$), one seed.
 
 # %%
-sweep = [  # x0 is the baseline and x1 vmi-joint itself: the run cache reuses chapter 3's runs
+# x0 is the baseline and x1 vmi-joint itself: the run cache reuses chapter 3's runs
+sweep = [
     nb.spec("paper-joint-baseline")
     if s == 0
     else nb.spec(
-        "vmi-joint", name=f"sweep-x{s:g}", lambda_cat=0.01 * s, lambda_cont=0.0005 * s
+        "vmi-joint",
+        name=f"sweep-x{s:g}",
+        lambda_cat=0.01 * s,
+        lambda_cont=0.0005 * s,
     )
     for s in scales
 ]
