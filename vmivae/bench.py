@@ -5,6 +5,9 @@ by default). Per variant: a warm-up, then ``repeats`` timed blocks of ``steps`` 
 the median images/s with the min-max spread, the ratio to the reference-style alternating step, the
 FLOPs of one step counted by ``torch.utils.flop_counter`` (per image), the achieved GFLOP/s and that as
 a fraction of a large fp32 matrix product measured on the same machine. ``estimate_mi`` is timed too.
+
+Rows beyond one eager run (``vmivae.bench_group``): the step captured as one CUDA graph (on CUDA only;
+elsewhere the row says "n/a"), and G runs trained as one group (``--groups``), images/s summed over them.
 """
 
 from __future__ import annotations
@@ -21,13 +24,14 @@ from typing import Any
 
 import torch
 
+from .bench_group import bench_group, unavailable
 from .datasets import load
-from .device import resolve_device, use_all_cores
+from .device import device_defaults, resolve_device, use_all_cores
 from .presets import make_config
 from .trainer import Trainer
 
 # Every variant starts from this (fp32, NCHW, eager, fused Adam, the fused step) and changes one thing.
-BASE = {"amp": "none", "channels_last": False, "compile": False, "fused_adam": True, "step_mode": "fused"}
+BASE = {"amp": "none", "channels_last": False, "compile": False, "fused_adam": True, "step_mode": "fused", "capture": "none"}
 # name -> config overrides. The first is the baseline of the ratio column: the reference code's
 # schedule and defaults (two VAE forwards per step, NCHW, PyTorch's default Adam, fp32).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -40,10 +44,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fused + channels_last + bf16": {"channels_last": True, "amp": "bf16"},
     # the same options on the alternating step: the like-for-like ratio of the fastest configuration
     "alternating + channels_last + bf16": {"step_mode": "alternating", "channels_last": True, "amp": "bf16"},
+    # the whole step replayed as one CUDA graph (vmivae.graphed); "n/a" off CUDA
+    "fused + cuda-graph": {"capture": "cuda-graph"},
+    "fused + cuda-graph + bf16": {"capture": "cuda-graph", "amp": "bf16"},
+    "alternating + fused Adam + cuda-graph": {"step_mode": "alternating", "capture": "cuda-graph"},
+    "fused + compile + cuda-graph": {"compile": True, "capture": "cuda-graph"},
 }
 # (fused, alternating) pairs that differ only in the step: same precision, layout and optimiser
-LIKE_FOR_LIKE = [("fused", "alternating + fused Adam"), ("fused + channels_last + bf16", "alternating + channels_last + bf16")]
-SLOW_VARIANTS = ("fused + compile",)  # compilation takes a minute on a small CPU: only with --all
+LIKE_FOR_LIKE = [("fused", "alternating + fused Adam"), ("fused + channels_last + bf16", "alternating + channels_last + bf16"),
+                 ("fused + cuda-graph", "alternating + fused Adam + cuda-graph")]
+SLOW_VARIANTS = ("fused + compile", "fused + compile + cuda-graph")  # compilation takes a minute on a small CPU: only with --all
 
 
 @dataclass
@@ -56,6 +66,7 @@ class BenchSettings:
     device: str = "auto"
     variants: tuple[str, ...] = tuple(v for v in VARIANTS if v not in SLOW_VARIANTS)
     estimator: str = "quick"  # budget of the timed estimate_mi call
+    groups: tuple[int, ...] = ()  # grouped rows: G runs trained as one group, for each G
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, seconds: float = 1.0) -> float:
@@ -115,8 +126,9 @@ def bench_variant(preset: str, overrides: dict[str, Any], data, s: BenchSettings
         start = time.perf_counter()
         trainer.train(trainer.step + s.steps)  # ends with a host sync (the history flush)
         speeds.append(s.steps * s.batch_size / (time.perf_counter() - start))
-    # compilation fuses kernels but does the same arithmetic: count it on the eager twin of the step
-    counted = trainer if not config.compile else Trainer(dataclasses.replace(config, compile=False), data, device)
+    # compilation and capture fuse or replay kernels but do the same arithmetic: count it on the eager twin of the step
+    eager = not config.compile and config.capture == "none"
+    counted = trainer if eager else Trainer(dataclasses.replace(config, compile=False, capture="none"), data, device)
     flops = count_step_flops(counted)
     median = statistics.median(speeds)
     return {"preset": preset, "images_per_second": median, "min": min(speeds), "max": max(speeds), "flops_per_image": flops / s.batch_size,
@@ -145,11 +157,14 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     for preset in s.presets:
         for name in s.variants:
             print(f"bench: {preset} / {name} ...", file=sys.stderr, flush=True)
-            row = {"variant": name, **bench_variant(preset, VARIANTS[name], data, s, device)}
+            row = unavailable(preset, name, VARIANTS[name], device) or {"variant": name, **bench_variant(preset, VARIANTS[name], data, s, device)}
             rows.append(row)
+        for size in s.groups:
+            print(f"bench: {preset} / {size} runs grouped ...", file=sys.stderr, flush=True)
+            rows.append(bench_group(preset, BASE, size, data, s, device))
         base = next(r["images_per_second"] for r in rows if r["preset"] == preset and r["variant"] == s.variants[0])
         for r in rows:
-            if r["preset"] == preset:
+            if r["preset"] == preset and r["images_per_second"] is not None:
                 r["ratio"] = r["images_per_second"] / base
                 r["peak_fraction"] = r["achieved_gflops"] / (peak_bf16 if "bf16" in r["variant"] else peak)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"
@@ -167,9 +182,16 @@ def to_markdown(result: dict[str, Any]) -> str:
              f"{peak['fp32']:.0f} GFLOP/s fp32 and {peak['bf16']:.0f} GFLOP/s bf16. FLOPs counted with torch.utils.flop_counter.",
              "", "| preset | variant | images/s | range | ratio | GFLOP/image | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
+        if r["images_per_second"] is None:
+            lines.append(f"| {r['preset']} | {r['variant']} | {r['note']} | - | - | - | - | - |")
+            continue
         lines.append(f"| {r['preset']} | {r['variant']} | {r['images_per_second']:.0f} | {r['min']:.0f}-{r['max']:.0f} | {r['ratio']:.2f}x | "
                      f"{r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
-    speed = {(r["preset"], r["variant"]): r["images_per_second"] for r in result["rows"]}
+    grouped = [r for r in result["rows"] if "runs" in r]
+    if grouped:
+        lines += ["", "Grouped rows: G runs of the preset (seeds 0 to G-1) trained by one batched step (vmivae.grouped), images/s "
+                  "summed over the runs; per run: " + "; ".join(f"{r['preset']} x{r['runs']}: {r['per_run']:.0f}" for r in grouped) + "."]
+    speed = {(r["preset"], r["variant"]): r["images_per_second"] for r in result["rows"] if r["images_per_second"] is not None}
     pairs = [(p, f, a) for p in dict.fromkeys(r["preset"] for r in result["rows"]) for f, a in LIKE_FOR_LIKE
              if (p, f) in speed and (p, a) in speed]
     if pairs:
@@ -190,6 +212,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--all", action="store_true", help="include the slow variants (torch.compile)")
+    p.add_argument("--groups", default="auto", help="grouped rows: comma-separated group sizes, e.g. 1,4,16; none: no grouped rows; "
+                   "auto: the device's default (1,4 on a CPU, 1,4,16 on CUDA)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     p.add_argument("--markdown", default=None, help="write the table as Markdown")
     p.set_defaults(func=_command)
@@ -213,7 +237,7 @@ def check_options(args: argparse.Namespace) -> tuple[str, ...]:
     n = len(load("mnist-5k", "train"))
     if args.batch > n:
         raise ConfigError(f"--batch {args.batch} is larger than the {n} training images the benchmark uses; lower --batch")
-    resolve_device(args.device)
+    group_sizes(args.groups, resolve_device(args.device))
     outputs = [(flag, Path(path)) for flag, path in (("--out", args.out), ("--markdown", args.markdown)) if path]
     for flag, path in outputs:
         check_output_file(path, flag, create_parents=True)
@@ -222,13 +246,31 @@ def check_options(args: argparse.Namespace) -> tuple[str, ...]:
     return presets
 
 
+def group_sizes(text: str, device: torch.device) -> tuple[int, ...]:
+    """``--groups``: ``auto`` (the device's default, ``vmivae.device.DEVICE_DEFAULTS``), ``none``, or sizes such as ``1,4,16``."""
+    from .errors import ConfigError
+
+    if text.strip() == "auto":
+        return device_defaults(device).bench_groups
+    if text.strip() in ("none", ""):
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--groups {text!r} must be auto, none or group sizes of at least 1 such as 1,4,16")
+    return sizes
+
+
 def _command(args: argparse.Namespace) -> int:
     from .errors import OutputError
     from .files import os_reason, write_bytes
 
     presets = check_options(args)
     variants = tuple(VARIANTS) if args.all else BenchSettings().variants
-    result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants))
+    groups = group_sizes(args.groups, resolve_device(args.device))
+    result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants, groups=groups))
     table = to_markdown(result)
     print(table)
     for path, text in ((args.out, json.dumps(result, indent=2)), (args.markdown, table)):

@@ -28,8 +28,11 @@ from .objectives import RECON_LOSSES, MIComponents
 MI_SOURCES = ("reconstruction", "generation", "both")
 STEP_MODES = ("fused", "alternating")
 AMP_MODES = ("none", "bf16", "auto")
-# Keys that change how a run is operated or logged but not what it computes.
-OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam")
+CAPTURE_MODES = ("none", "cuda-graph", "auto")
+# Keys that change how a run is operated or logged but not what it computes. fused_adam and capture
+# change the order of floating-point operations at most (the same kernels, the same random numbers; the
+# GPU check, tests/test_graphed.py, compares a captured run with an eager one step by step).
+OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam", "capture")
 INT_MAX = 2**63 - 1  # integers are counted in 64-bit tensors
 SEED_MAX = 2**64 - 1  # the range of torch's 64-bit generator seed
 DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps)(:[0-9]+)?")
@@ -75,6 +78,7 @@ class Config:
     fused_adam: bool = True  # Adam as one fused kernel per parameter (false: PyTorch's default foreach Adam)
     amp: str = "none"  # none (fp32) | bf16 (autocast) | auto (bf16 where the device computes it natively)
     channels_last: bool = False  # NHWC memory format for the convolutions
+    capture: str = "none"  # none | cuda-graph (the whole step replayed as one CUDA graph) | auto (per device: vmivae.device)
     log_every: int = 50  # host sync, progress bar and history flush every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (and at the end)
 
@@ -184,6 +188,7 @@ def _validate(c: Config) -> None:
     need(c.recon_loss in RECON_LOSSES, unknown_name("recon_loss", c.recon_loss, RECON_LOSSES))
     need(c.step_mode in STEP_MODES, unknown_name("step_mode", c.step_mode, STEP_MODES))
     need(c.amp in AMP_MODES, unknown_name("amp", c.amp, AMP_MODES))
+    need(c.capture in CAPTURE_MODES, unknown_name("capture", c.capture, CAPTURE_MODES))
     for key in ("lambda_cat", "lambda_cont", "kl_weight", "tau_rate"):
         need(getattr(c, key) >= 0, f"{key} must be non-negative, got {getattr(c, key)}")
     need(c.lambda_cat == 0 or c.mi_categorical, "lambda_cat > 0 needs the categorical code in the bound: set mi_categorical: true")

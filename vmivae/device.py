@@ -1,4 +1,4 @@
-"""Where and how to compute: device choice, bf16 support, CPU threads.
+"""Where and how to compute: device choice, bf16 support, CPU threads, and what ``auto`` means per device.
 
 One place decides these so that training, the MI estimator and the benchmark make the same choices.
 """
@@ -6,6 +6,7 @@ One place decides these so that training, the MI estimator and the benchmark mak
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import torch
 
@@ -52,13 +53,67 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class DeviceDefaults:
+    """What the ``auto`` settings choose on one device type, and the measurement behind the choice."""
+
+    amp: str  # amp: auto -> "native" (bf16 where the device computes it natively) or "none" (fp32)
+    capture: str  # capture: auto -> "none" or "cuda-graph"
+    channels_last: bool  # the faster layout measured here (channels_last is a plain config key; profiles set it)
+    bench_groups: tuple[int, ...]  # group sizes `vmivae bench` measures by default (grouped rows)
+    measured: dict[str, float] = field(default_factory=dict)  # images/s, paper-joint, batch 124, vmivae bench
+    source: str = ""  # where the numbers come from
+
+
+# auto departs from the plain step (fp32, NCHW, eager) only where the departure measured faster. The step
+# is small (0.14 GFLOP per image): on a GPU it is bound by kernel launches and Python, not arithmetic, so
+# bf16 and NHWC only add cast and layout kernels there.
+DEVICE_DEFAULTS: dict[str, DeviceDefaults] = {
+    # CPUs: bf16 pays only where the CPU computes it natively. On the 2-core machine of benchmarks/cpu-2core.md
+    # (bf16 peak 396 vs fp32 187 GFLOP/s) bf16 measured 1.34x faster (numbers below); on a 2-core AVX2 EPYC
+    # without bf16 units (native_bf16 False) the same step ran 4x slower in bf16 (11 vs 45 images/s, measured
+    # on a loaded machine), its bf16 matrix product at ~1 GFLOP/s. NHWC measured faster (976 vs 918).
+    "cpu": DeviceDefaults(amp="native", capture="none", channels_last=True, bench_groups=(1, 4),
+                          measured={"fused": 918, "fused + channels_last": 976, "fused + bf16": 1229},
+                          source="benchmarks/cpu-2core.md"),
+    # NVIDIA H200, torch 2.11: bf16 and channels_last both slower than fp32 NCHW, so auto never picks bf16
+    # on CUDA. capture: auto stays off until scripts/gpu_check.py has measured the captured step faster
+    # (and equivalent) on a GPU; set capture: cuda-graph to use it now.
+    "cuda": DeviceDefaults(amp="none", capture="none", channels_last=False, bench_groups=(1, 4, 16),
+                           measured={"alternating (reference-style)": 9747, "fused": 15159, "fused + channels_last": 13837,
+                                     "fused + bf16": 13190}, source="vmivae bench on an NVIDIA H200 (torch 2.11)"),
+    # not measured: the plain step
+    "mps": DeviceDefaults(amp="none", capture="none", channels_last=False, bench_groups=(1, 4)),
+}
+
+
+def device_defaults(device: torch.device) -> DeviceDefaults:
+    return DEVICE_DEFAULTS.get(device.type, DEVICE_DEFAULTS["mps"])
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a config's ``amp`` on ``device`` (None: plain fp32)."""
+    """The autocast dtype for a config's ``amp`` on ``device`` (None: plain fp32); ``auto`` per :data:`DEVICE_DEFAULTS`."""
     if amp == "bf16" and device.type in ("cpu", "cuda"):
         return torch.bfloat16
-    if amp == "auto" and native_bf16(device):
+    if amp == "auto" and device_defaults(device).amp == "native" and native_bf16(device):
         return torch.bfloat16
     return None
+
+
+def resolve_capture(capture: str, device: torch.device, processes: int = 1) -> str:
+    """What a config's ``capture`` means on ``device``: ``none`` or ``cuda-graph``.
+
+    ``auto`` follows :data:`DEVICE_DEFAULTS` (and never captures with several processes); an explicit
+    ``cuda-graph`` that this device or setup cannot capture is a :class:`ConfigError`, like an absent device.
+    """
+    if capture == "auto":
+        return device_defaults(device).capture if device.type == "cuda" and processes == 1 else "none"
+    if capture == "cuda-graph":
+        if device.type != "cuda":
+            raise ConfigError(f"capture: cuda-graph needs a CUDA device, but this run is on {device.type}; use capture: auto or none")
+        if processes > 1:
+            raise ConfigError(f"capture: cuda-graph trains one process; this run has {processes}; use capture: auto or none")
+    return capture
 
 
 def use_all_cores() -> int:

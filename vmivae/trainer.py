@@ -18,8 +18,9 @@ from . import distributed
 from .batches import BatchSampler, cpu_bytes
 from .config import Config
 from .datasets import ImageData
-from .device import resolve_amp
+from .device import resolve_amp, resolve_capture
 from .errors import CheckpointError, TrainingError, TrainingInterrupted
+from .graphed import make_step
 from .latents import temperature_at
 from .run import HISTORY_COLUMNS
 from .steps import METRICS, Objective, Stepper, build_networks
@@ -56,8 +57,10 @@ class Trainer:
         self.q_opt = torch.optim.Adam(q_params, lr=config.q_lr, **adam) if q_params else None
         vae_run, q_run = self._wrap(self.vae), (self._wrap(self.q) if self.q is not None else None)
         self.amp_dtype = resolve_amp(config.amp, device)
-        self.stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
-                               config.step_mode, config.grad_clip, self.amp_dtype)
+        stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
+                          config.step_mode, config.grad_clip, self.amp_dtype)
+        self.capture = resolve_capture(config.capture, device, dist.world_size)  # "none" or "cuda-graph" (vmivae.graphed)
+        self.stepper = make_step(stepper, self.capture, device)
         self.step = 0
         self.seconds = 0.0
         self.history: list[np.ndarray] = []  # flushed blocks of [rows, len(HISTORY_COLUMNS)]

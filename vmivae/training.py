@@ -30,7 +30,7 @@ from . import checkpoint as ckpt
 from . import distributed
 from .config import Config
 from .datasets import as_image_data, load
-from .device import resolve_device, use_all_cores
+from .device import resolve_capture, resolve_device, use_all_cores
 from .errors import CheckpointError, ConfigError, DataError, RunInUseError, TrainingError, TrainingInterrupted, resume_command
 from .preflight import RESUMABLE_KEYS, as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
 from .run import HISTORY_COLUMNS, Run, history_frame, read_run_info
@@ -51,6 +51,7 @@ def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, flo
 def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, torch.device, int]:
     device = resolve_device(config.device)
     dist, device = distributed.setup(device)
+    resolve_capture(config.capture, device, dist.world_size)  # capture: cuda-graph off CUDA fails here, before any write
     if not threads and dist.enabled and device.type == "cpu":  # share the cores among this machine's processes
         threads = max(1, use_all_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
     if threads:
@@ -202,7 +203,7 @@ def _train(trainer: Trainer, config: Config, out_dir: Path | None, writer: RunWr
         where = f"{device.type} ({threads} threads)" if device.type == "cpu" else str(device)
         scale = f", {dist.world_size} processes of {config.batch_size // dist.world_size}" if dist.enabled else ""
         print(f"vmivae: training on {where}: {info['dataset']} ({n_images} images), steps {trainer.step}->{config.steps}, "
-              f"batch {config.batch_size}{scale}, {config.step_mode} step", file=sys.stderr)
+              f"batch {config.batch_size}{scale}, {config.step_mode} step{' (one CUDA graph)' if trainer.capture != 'none' else ''}", file=sys.stderr)
     bar = tqdm(total=config.steps, initial=trainer.step, unit="step", disable=not progress, mininterval=1.0, file=sys.stderr)
     first_step, saved = trainer.step, {"any": False}
 
@@ -261,6 +262,7 @@ def _train(trainer: Trainer, config: Config, out_dir: Path | None, writer: RunWr
         "device": str(device),
         "threads": threads,
         "processes": dist.world_size,
+        "capture": trainer.capture,
         "config_hash": config.hash(),
     }
     if out_dir is not None:

@@ -1,0 +1,47 @@
+"""``vmivae bench`` rows beyond one run's eager step: grouped runs (``vmivae.grouped``) and the captured step.
+
+Kept apart from ``vmivae.bench`` (which imports this module) so that each stays short.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from .grouped import GroupTrainer
+from .presets import make_config
+
+
+def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """The row of a variant this device cannot run (``capture: cuda-graph`` off CUDA), or None."""
+    if device.type != "cuda" and overrides.get("capture", "none") not in ("none", "auto"):
+        return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"n/a on {device.type}"}
+    return None
+
+
+def bench_group(preset: str, base: dict[str, Any], size: int, data, s, device: torch.device) -> dict[str, Any]:
+    """``size`` runs of ``preset`` (seeds 0..size-1) trained as one group: images/s summed over the runs, and per run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    settings = {**base, "batch_size": s.batch_size, "log_every": s.steps, "device": str(device)}
+    configs = [make_config(preset, "quick", {**settings, "seed": seed}) for seed in range(size)]
+    group = GroupTrainer(configs, data, device)
+    started = time.perf_counter()
+    group.train(s.warmup)
+    warmup_seconds = time.perf_counter() - started
+    speeds = []
+    for _ in range(s.repeats):
+        start = time.perf_counter()
+        group.train(group.step + s.steps)  # ends with a host sync (the history flush)
+        speeds.append(size * s.steps * s.batch_size / (time.perf_counter() - start))
+    # the useful arithmetic: one member's step, counted on a group of one (vmap's batched kernels are counted differently)
+    with FlopCounterMode(display=False) as counter:
+        GroupTrainer(configs[:1], data, device).train_step()
+    flops = float(counter.get_total_flops())
+    median = statistics.median(speeds)
+    return {"preset": preset, "variant": f"fused, {size} run{'s' if size > 1 else ''} grouped", "runs": size, "images_per_second": median,
+            "per_run": median / size, "min": min(speeds), "max": max(speeds), "flops_per_image": flops / s.batch_size,
+            "achieved_gflops": flops * median / s.batch_size / 1e9, "warmup_seconds": warmup_seconds}
