@@ -214,6 +214,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="include the slow variants (torch.compile)")
     p.add_argument("--groups", default="auto", help="grouped rows: comma-separated group sizes, e.g. 1,4,16; none: no grouped rows; "
                    "auto: the device's default (1,4 on a CPU, 1,4,16 on CUDA)")
+    p.add_argument("--contention", action="store_true", help="instead of the variants: each CPU setting (threads, layout, OpenMP wait "
+                   "policy) alone and beside a process that keeps one core busy (vmivae.contention)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     p.add_argument("--markdown", default=None, help="write the table as Markdown")
     p.set_defaults(func=_command)
@@ -264,14 +266,23 @@ def group_sizes(text: str, device: torch.device) -> tuple[int, ...]:
 
 
 def _command(args: argparse.Namespace) -> int:
-    from .errors import OutputError
-    from .files import os_reason, write_bytes
-
     presets = check_options(args)
+    if args.contention:
+        from . import contention
+
+        rows = [row for preset in presets for row in contention.measure(preset, steps=args.steps, warmup=args.warmup, batch_size=args.batch)]
+        result, table = {"contention": rows}, "\n".join(contention.markdown([r for r in rows if r["preset"] == p], p, args.steps) for p in presets)
+        return _write(args, result, table)
     variants = tuple(VARIANTS) if args.all else BenchSettings().variants
     groups = group_sizes(args.groups, resolve_device(args.device))
     result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants, groups=groups))
-    table = to_markdown(result)
+    return _write(args, result, to_markdown(result))
+
+
+def _write(args: argparse.Namespace, result: dict[str, Any], table: str) -> int:
+    from .errors import OutputError
+    from .files import os_reason, write_bytes
+
     print(table)
     for path, text in ((args.out, json.dumps(result, indent=2)), (args.markdown, table)):
         if path:
