@@ -14,10 +14,10 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 EXPECTED_FIGURES = {
     "01": ["data", "training_curves", "reconstructions", "samples", "traversal_z0", "traversal_z1", "kl_per_dim"],
     "02": ["training_mi_curves", "traversal_vmi_z0", "traversal_baseline_z1", "grid_vmi", "grid_baseline", "mi_profile"],
-    "03": ["gumbel_softmax", "temperature_schedule", "training_curves", "categories_vmi", "categories_baseline", "training_mi_curves",
-           "confusion_vmi", "confusion_baseline"],
+    "03": ["gumbel_softmax", "temperature_schedule", "codes_used", "categories_baseline", "categories_paper_objective",
+           "categories_true_bound", "confusion_baseline", "confusion_paper_objective", "confusion_true_bound"],
     "04": ["validation", "profile_joint", "profile_gaussian"],
-    "05": ["mi_profile_joint", "tradeoff", "shapes_factor_mi_vmi", "shapes_factor_mi_baseline"],
+    "05": ["study_accuracy", "study_codes_used", "study_codes_used_curves", "tradeoff", "shapes_factor_mi"],
 }
 
 
@@ -64,7 +64,8 @@ def test_every_notebook_executes_under_smoke(smoke_build):
         assert len(injected) == 1 and "hide-cell" in injected[0]["metadata"]["tags"]
         assert 'profile = "smoke"' in "".join(injected[0]["source"])
     timings = json.loads((smoke_build["build"] / "timings.json").read_text())
-    assert sum(t["seconds"] for t in timings.values()) < 300, timings  # the smoke profile stays a few minutes
+    # the smoke profile stays a few minutes (measured 316 s on 2 cores: five chapters, nine short trainings)
+    assert sum(t["seconds"] for t in timings.values()) < 420, timings
     # a cold run cache: every run is trained exactly once, by the first notebook that needs it
     assert sum(t["trained"] for t in timings.values()) == len(list(smoke_build["runs"].glob("*/metrics.json"))) > 0
     assert timings["01_vae"]["trained"] > 0
