@@ -225,7 +225,8 @@ for name, result in results.items():
     print(
         f"{name:>8}: z0 {mi['z0']['nats']:.3f} (rank {ranked.index('z0') + 1}), z1 "
         f"{mi['z1']['nats']:.3f} "
-        f"(rank {ranked.index('z1') + 1}) of {len(mi)} dims; mean of the other dims "
+        f"(rank {ranked.index('z1') + 1}) of {len(mi)} dims;\n"
+        f"{'':>10}mean of the other dims "
         f"{others:.3f} nats; test MSE {result['recon_mse']:.4f}"
     )
 

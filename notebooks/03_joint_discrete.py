@@ -127,7 +127,7 @@ nb.show(
 )
 print(
     f"this profile: {config.steps} steps; the temperature falls by "
-    f"exp(-{config.tau_rate} t), "
+    f"exp(-{config.tau_rate} t),\n"
     f"refreshed every {config.tau_interval} steps, to a floor of {config.tau_min}"
 )
 

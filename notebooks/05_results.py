@@ -49,6 +49,7 @@ results_dir = "../results/study"  # the study's result files
 
 # %%
 import pandas as pd
+from IPython.display import display
 
 from vmivae import exercises, plots, study
 from vmivae.notebook import setup
@@ -66,7 +67,7 @@ runs, training, meta = study.read_results(results_dir)
 labels = {name: v["label"] for name, v in meta["variants"].items()}
 print(
     f"{meta['runs']} runs on {meta['hardware']}, {meta['date']}, torch "
-    f"{meta['torch']}; command: {meta['command']}; "
+    f"{meta['torch']};\ncommand: {meta['command']}; "
     f"training time summed over runs {meta['train_seconds_sum'] / 3600:.1f} h"
 )
 pd.DataFrame(
@@ -163,7 +164,9 @@ table = cells.pivot_table(
     aggfunc="first",
     sort=False,
 )
-table[list(study.COLUMNS)]
+metrics = list(study.COLUMNS)
+display(table[metrics[:4]])  # the code as a clustering
+table[metrics[4:]]  # MI, the linear probe and the reconstruction
 
 # %% [markdown]
 # ## Which differences are resolved?

@@ -113,7 +113,7 @@ def verdict(name: str, fn: Callable) -> tuple[bool | None, str]:
     try:
         problem = exercise.check(fn)
     except NotImplementedError:
-        return None, f"Exercise {exercise.title}: not attempted yet. Write the function above and run this cell again."
+        return None, f"Exercise {exercise.title}: not attempted yet.\nWrite the function above and run this cell again."
     except Exception as exc:  # a student's bug: report it in one line, never stop the notebook
         return False, f"Exercise {exercise.title}: your function raised {type(exc).__name__}: {exc}"
     if problem:
