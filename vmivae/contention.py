@@ -95,9 +95,10 @@ print(json.dumps({**measure_here(*json.loads(sys.argv[1])), "omp_wait_policy": p
 def measure(preset: str = "paper-joint", candidates: list[Candidate] | None = None, steps: int = 20, warmup: int = 3,
             batch_size: int = 124) -> list[dict]:
     """Images/s of each candidate alone and beside a busy core, and their ratio (the slowdown)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .device import available_cores
+
     rows = []
-    for c in candidates or default_candidates(cores):
+    for c in candidates or default_candidates(available_cores()):
         if c.wait_policy not in WAIT_POLICIES:
             raise ValueError(f"unknown wait policy {c.wait_policy!r}; use one of {', '.join(WAIT_POLICIES)}")
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}

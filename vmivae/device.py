@@ -116,8 +116,13 @@ def resolve_capture(capture: str, device: torch.device, processes: int = 1) -> s
     return capture
 
 
+def available_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def use_all_cores() -> int:
     """Use every core this process may run on for CPU kernels; returns the thread count."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    n = available_cores()
     torch.set_num_threads(n)
     return n
