@@ -4,6 +4,7 @@
     PYTHONPATH=$PWD python scripts/gpu_check.py --dry-run    # what it would run (works anywhere)
     PYTHONPATH=$PWD python scripts/gpu_check.py --all        # also the slow torch.compile rows of the table
     PYTHONPATH=$PWD python scripts/gpu_check.py --profiles study,full   # also time those profiles (long)
+    PYTHONPATH=$PWD python scripts/gpu_check.py --profiles study --time-limit 400   # stop whatever runs at 400 s
 
 1. Tests (pytest): the captured step (capture: cuda-graph) against the eager step over whole runs, a resumed
    captured run against an uninterrupted one (tests/test_graphed.py); grouped runs against runs trained
@@ -14,6 +15,9 @@
 3. Optionally the wall time of whole profiles: ``study`` (``vmivae study`` into a scratch folder) and
    ``full`` (every notebook under the full profile, without the book). Both train on full MNIST as well,
    which must be in the data root already ($VMIVAE_DATA or ./data): this machine cannot download it.
+
+With ``--time-limit`` a stage still running at the limit is stopped and reported as such; a stopped
+study reports how many of its runs were trained and evaluated by then (the run cache keeps them).
 
 Writes ``benchmarks/<gpu>.md`` and ``benchmarks/<gpu>.json`` (e.g. ``benchmarks/nvidia-h200.md``): the table,
 then the test results, the captured step's speed-up over the reference-style step (the target is 10x the
@@ -76,8 +80,10 @@ def problems(found: dict) -> list[str]:
 def stages(args: argparse.Namespace, out: Path, scratch: Path) -> list[tuple[str, list[str]]]:
     """``(name, command)`` of everything the check runs, in order."""
     py = sys.executable
-    plan = [("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *TESTS]),
-            ("bench", [py, "-m", "vmivae", "bench", "--device", "cuda", "--groups", GROUPS, "--out", str(out.with_suffix(".json")),
+    workers = ["-n", str(min(8, max(1, (os.cpu_count() or 1) // 2)))] if importlib.util.find_spec("xdist") else []  # CPU halves in parallel
+    plan = [("tests", [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:logging", "--tb=short", "-rfEs", *workers, *TESTS]),
+            ("bench", [py, "-m", "vmivae", "bench", "--device", "cuda", "--groups", GROUPS, "--steps", str(args.bench_steps),
+                       "--repeats", str(args.bench_repeats), "--out", str(out.with_suffix(".json")),
                        "--markdown", str(out.with_suffix(".md")), *(["--all"] if args.all else [])])]
     for profile in args.profiles:
         if profile == "study":
@@ -95,7 +101,8 @@ def summary(bench_json: Path, outcomes: dict[str, dict], found: dict) -> str:
     lines = ["", "## GPU check", "", f"torch {found['torch_version']}, CUDA {found.get('cuda_version')}, {found['gpu']}; "
              f"`scripts/gpu_check.py`, {time.strftime('%Y-%m-%d')}.", ""]
     for name, o in outcomes.items():
-        lines.append(f"- {name}: {'passed' if o['rc'] == 0 else 'FAILED (exit ' + str(o['rc']) + ')'}, {o['seconds']:.0f} s"
+        verdict = "stopped" if o.get("stopped") else "passed" if o["rc"] == 0 else f"FAILED (exit {o['rc']})"
+        lines.append(f"- {name}: {verdict}, {o['seconds']:.0f} s"
                      + (f" ({o['last']})" if o.get("last") else ""))
     if bench_json.is_file():
         rows = json.loads(bench_json.read_text())["rows"]
@@ -109,14 +116,27 @@ def summary(bench_json: Path, outcomes: dict[str, dict], found: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(name: str, cmd: list[str], env: dict) -> dict:
+def run(name: str, cmd: list[str], env: dict, timeout: float | None, scratch: Path, log: Path) -> dict:
+    """One stage as a subprocess; stopped (and so reported) if it outlasts ``timeout`` seconds."""
     print(f"gpu_check: {name}: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    print(proc.stdout[-6000:], file=sys.stderr)
-    tail = [line for line in proc.stdout.strip().splitlines() if line.strip()]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+        rc, output, stopped = proc.returncode, proc.stdout, False
+    except subprocess.TimeoutExpired as exc:
+        rc, stopped = -9, True
+        output = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    seconds = time.perf_counter() - start
+    log.write_text(output)  # the whole output; the terminal gets its end
+    print(output[-6000:], file=sys.stderr, flush=True)
+    tail = [line for line in output.strip().splitlines() if line.strip()]
     last = tail[-1].strip("= ") if tail and name == "tests" else ""
-    return {"rc": proc.returncode, "seconds": time.perf_counter() - start, "last": last}
+    if name == "profile study":  # the run cache tells how far it got
+        done = len(list((scratch / "study-runs").glob("*/eval-*.json")))
+        last = f"{done} runs trained and evaluated" + (f" when stopped at the time limit ({seconds:.0f} s)" if stopped else "")
+    elif stopped:
+        last = f"stopped at the time limit ({seconds:.0f} s)"
+    return {"rc": rc, "seconds": seconds, "last": last, "stopped": stopped}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all", action="store_true", help="also the slow rows of the table (torch.compile)")
     parser.add_argument("--profiles", default="", help="comma-separated profiles to time: study, full (long; full MNIST must be present)")
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks"), help="where the table goes (default: benchmarks/)")
+    parser.add_argument("--bench-steps", type=int, default=100, help="steps per timed block of the bench (default 100: ~1 s on a GPU)")
+    parser.add_argument("--bench-repeats", type=int, default=3, help="timed blocks per bench variant (default 3)")
+    parser.add_argument("--time-limit", type=float, default=None, help="seconds for the whole check; a stage running at the limit is stopped")
     args = parser.parse_args(argv)
     args.profiles = [p for p in (s.strip() for s in args.profiles.split(",")) if p]
     unknown = [p for p in args.profiles if p not in ("study", "full")]
@@ -146,7 +169,14 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: cannot run here:\n  " + "\n  ".join(said), file=sys.stderr)
         return 2
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    outcomes = {name: run(name, cmd, env) for name, cmd in plan}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    started, outcomes = time.perf_counter(), {}
+    for name, cmd in plan:
+        left = None if args.time_limit is None else args.time_limit - (time.perf_counter() - started)
+        if left is not None and left < 5:
+            outcomes[name] = {"rc": -9, "seconds": 0.0, "last": "not started: the time limit was reached", "stopped": True}
+            continue
+        outcomes[name] = run(name, cmd, env, left, scratch, out.parent / f"gpu-check-{name.replace(' ', '-')}.log")
     md = out.with_suffix(".md")
     if md.is_file():
         md.write_text(md.read_text() + summary(out.with_suffix(".json"), outcomes, found))

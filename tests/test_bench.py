@@ -111,3 +111,22 @@ def test_the_gpu_check_reports_the_captured_speed_up_and_failures(tmp_path):
                          {"torch_version": "2.11", "cuda_version": "12.8", "gpu": "NVIDIA H200"})
     assert "- tests: passed, 61 s (40 passed)" in text and "- bench: FAILED (exit 1)" in text
     assert "90000 images/s, 10.0x the reference-style alternating step" in text
+
+
+def test_a_failing_variant_is_a_row_that_says_why(monkeypatch):
+    """One option that breaks on a device costs its own row, not the whole table."""
+    real = bench.bench_variant
+
+    def fragile(preset, overrides, *args):
+        if overrides.get("step_mode") == "alternating" and not overrides.get("fused_adam", True):
+            return real(preset, overrides, *args)
+        raise RuntimeError("Cannot copy between CPU and CUDA tensors during CUDA graph capture\nsecond line")
+
+    monkeypatch.setattr(bench, "bench_variant", fragile)
+    settings = bench.BenchSettings(presets=("paper-joint",), batch_size=16, warmup=1, steps=1, repeats=1,
+                                   variants=("alternating (reference-style)", "fused"), estimator="smoke")
+    result = bench.run_bench(settings)
+    broken = result["rows"][1]
+    assert broken["variant"] == "fused" and broken["images_per_second"] is None
+    assert broken["note"] == "failed (RuntimeError: Cannot copy between CPU and CUDA tensors during CUDA graph capture)"
+    assert "| paper-joint | fused | failed (RuntimeError: Cannot copy" in bench.to_markdown(result)

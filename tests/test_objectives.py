@@ -183,3 +183,12 @@ def _train_toy_code(true_bound: bool, seed: int, steps: int = 300) -> int:
 def test_on_a_toy_problem_the_paper_loss_drops_categories_and_the_true_bound_keeps_every_one(seed):
     assert _train_toy_code(true_bound=False, seed=seed) < 4  # measured: 3, 2, 3 categories
     assert _train_toy_code(true_bound=True, seed=seed) == 4
+
+
+@pytest.mark.parametrize("dims", [(0,), (2, 3, 4), (5, 1, 2), (0, 2, 4, 5)])
+def test_mi_targets_select_the_chosen_dims_without_index_tensors(dims):
+    """The Gaussian targets are z[:, dims], taken by slices (a CUDA graph cannot capture a list index's host copy)."""
+    from vmivae.objectives import _columns
+
+    z = torch.randn(7, 6)
+    assert torch.equal(_columns(z, dims), z[:, list(dims)])

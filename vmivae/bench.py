@@ -147,6 +147,16 @@ def bench_estimator(device: torch.device, settings: str = "quick") -> dict[str, 
             "n_eval": estimate.n_eval}
 
 
+def _measured(measure, preset: str, variant: str, *args) -> dict[str, Any]:
+    """``measure(preset, *args)``'s row, or, if it fails, a row that says how: one failing option must not cost the whole table."""
+    try:
+        return measure(preset, *args)
+    except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        print(f"bench: {preset} / {variant} failed: {type(exc).__name__}: {reason}", file=sys.stderr, flush=True)
+        return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"failed ({type(exc).__name__}: {reason})"}
+
+
 def run_bench(s: BenchSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
@@ -157,14 +167,14 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     for preset in s.presets:
         for name in s.variants:
             print(f"bench: {preset} / {name} ...", file=sys.stderr, flush=True)
-            row = unavailable(preset, name, VARIANTS[name], device) or {"variant": name, **bench_variant(preset, VARIANTS[name], data, s, device)}
-            rows.append(row)
+            row = unavailable(preset, name, VARIANTS[name], device) or _measured(bench_variant, preset, name, VARIANTS[name], data, s, device)
+            rows.append({"variant": name, **row})
         for size in s.groups:
             print(f"bench: {preset} / {size} runs grouped ...", file=sys.stderr, flush=True)
-            rows.append(bench_group(preset, BASE, size, data, s, device))
+            rows.append(_measured(bench_group, preset, f"fused, {size} run{'s' if size > 1 else ''} grouped", BASE, size, data, s, device))
         base = next(r["images_per_second"] for r in rows if r["preset"] == preset and r["variant"] == s.variants[0])
         for r in rows:
-            if r["preset"] == preset and r["images_per_second"] is not None:
+            if r["preset"] == preset and r["images_per_second"] is not None and base:
                 r["ratio"] = r["images_per_second"] / base
                 r["peak_fraction"] = r["achieved_gflops"] / (peak_bf16 if "bf16" in r["variant"] else peak)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {threads} threads"

@@ -76,7 +76,7 @@ def aggregate_code_entropy(logits: torch.Tensor, source: str = "reconstruction")
     """
     k = logits.shape[-1]
     if source == "generation":
-        return logits.new_tensor(math.log(k))
+        return logits.new_full((), math.log(k))  # a fill, not a copy from the host: a CUDA graph can capture it
     mean = F.softmax(logits.float(), dim=-1).mean(dim=0)
     if source == "both":
         mean = 0.5 * mean + 0.5 / k
@@ -149,6 +149,16 @@ def mi_batch(out: VAEOutput, source: str, components: MIComponents) -> tuple[tor
         raise ValueError(f"unknown MI source '{source}'; valid: reconstruction, generation, both")
     images = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
     c_target = torch.cat([p[1] for p in parts]) if components.categorical else None
-    dims = list(components.dims)
-    z_target = torch.cat([p[2][:, dims] for p in parts]) if dims else None
+    z_target = torch.cat([_columns(p[2], components.dims) for p in parts]) if components.dims else None
     return images, c_target, z_target
+
+
+def _columns(z: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``z[:, dims]`` by slices: indexing with a list copies an index tensor from the host, which a CUDA graph cannot capture."""
+    runs: list[list[int]] = []
+    for d in dims:
+        if runs and d == runs[-1][1]:
+            runs[-1][1] = d + 1
+        else:
+            runs.append([d, d + 1])
+    return torch.cat([z[:, a:b] for a, b in runs], dim=1) if len(runs) > 1 else z[:, runs[0][0]:runs[0][1]]
