@@ -26,7 +26,7 @@ import torch
 
 from .bench_group import bench_group, unavailable
 from .datasets import load
-from .device import device_defaults, resolve_device, use_all_cores
+from .device import device_defaults, native_bf16, resolve_device, use_all_cores
 from .presets import make_config
 from .trainer import Trainer
 
@@ -67,6 +67,7 @@ class BenchSettings:
     variants: tuple[str, ...] = tuple(v for v in VARIANTS if v not in SLOW_VARIANTS)
     estimator: str = "quick"  # budget of the timed estimate_mi call
     groups: tuple[int, ...] = ()  # grouped rows: G runs trained as one group, for each G
+    emulated: bool = False  # also bf16 rows on a CPU that only emulates bf16 (slow)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, seconds: float = 1.0) -> float:
@@ -161,13 +162,15 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
     data = load("mnist-5k", "train")
-    peaks = {dtype: {"matmul": matmul_peak(device, dtype), "conv": conv_peak(device, dtype)} for dtype in (torch.float32, torch.bfloat16)}
-    peak, peak_bf16 = (max(peaks[d].values()) for d in (torch.float32, torch.bfloat16))
+    # bf16 peak only where bf16 rows run: an emulated 2048^3 bf16 product alone takes tens of seconds
+    dtypes = (torch.float32, torch.bfloat16) if s.emulated or device.type != "cpu" or native_bf16(device) else (torch.float32,)
+    peaks = {dtype: {"matmul": matmul_peak(device, dtype), "conv": conv_peak(device, dtype)} for dtype in dtypes}
+    peak, peak_bf16 = (max(peaks[d].values()) if d in peaks else None for d in (torch.float32, torch.bfloat16))
     rows = []
     for preset in s.presets:
         for name in s.variants:
             print(f"bench: {preset} / {name} ...", file=sys.stderr, flush=True)
-            row = unavailable(preset, name, VARIANTS[name], device) or _measured(bench_variant, preset, name, VARIANTS[name], data, s, device)
+            row = unavailable(preset, name, VARIANTS[name], device, s.emulated) or _measured(bench_variant, preset, name, VARIANTS[name], data, s, device)
             rows.append({"variant": name, **row})
         for size in s.groups:
             print(f"bench: {preset} / {size} runs grouped ...", file=sys.stderr, flush=True)
@@ -189,7 +192,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = [f"Measured on {result['device']} (torch {result['torch']}), batch {result['batch_size']}: {result['warmup']} warm-up steps, "
              f"then {result['repeats']} blocks of {result['steps']} steps; median images/s with the min-max range. Ratio: against the "
              f"reference-style alternating step. Peak: the faster of a large matrix product and a large 3x3 convolution on this machine, "
-             f"{peak['fp32']:.0f} GFLOP/s fp32 and {peak['bf16']:.0f} GFLOP/s bf16. FLOPs counted with torch.utils.flop_counter.",
+             f"{peak['fp32']:.0f} GFLOP/s fp32" + (f" and {peak['bf16']:.0f} GFLOP/s bf16" if peak["bf16"] else "")
+             + ". FLOPs counted with torch.utils.flop_counter.",
              "", "| preset | variant | images/s | range | ratio | GFLOP/image | GFLOP/s | of peak |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if r["images_per_second"] is None:
@@ -221,7 +225,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=5, help="timed blocks per variant")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--device", default="auto")
-    p.add_argument("--all", action="store_true", help="include the slow variants (torch.compile)")
+    p.add_argument("--all", action="store_true", help="include the slow variants (torch.compile, and bf16 on a CPU without bf16 units)")
     p.add_argument("--groups", default="auto", help="grouped rows: comma-separated group sizes, e.g. 1,4,16; none: no grouped rows; "
                    "auto: the device's default (1,4 on a CPU, 1,4,16 on CUDA)")
     p.add_argument("--contention", action="store_true", help="instead of the variants: each CPU setting (threads, layout, OpenMP wait "
@@ -285,7 +289,8 @@ def _command(args: argparse.Namespace) -> int:
         return _write(args, result, table)
     variants = tuple(VARIANTS) if args.all else BenchSettings().variants
     groups = group_sizes(args.groups, resolve_device(args.device))
-    result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants, groups=groups))
+    result = run_bench(BenchSettings(presets, args.batch, args.warmup, args.steps, args.repeats, args.device, variants, groups=groups,
+                                     emulated=args.all))
     return _write(args, result, to_markdown(result))
 
 

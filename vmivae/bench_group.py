@@ -11,14 +11,19 @@ from typing import Any
 
 import torch
 
+from .device import native_bf16
 from .grouped import GroupTrainer
 from .presets import make_config
 
 
-def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: torch.device) -> dict[str, Any] | None:
-    """The row of a variant this device cannot run (``capture: cuda-graph`` off CUDA), or None."""
+def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: torch.device, emulated: bool = False) -> dict[str, Any] | None:
+    """The row of a variant this device cannot run (``capture: cuda-graph`` off CUDA), or, unless ``emulated``,
+    would only emulate (bf16 on a CPU without bf16 units: a 2-core AVX2 CPU ran it ~4x slower, so one bench took
+    longer than all the others together, and ``amp: auto`` never picks it there); None if it runs."""
     if device.type != "cuda" and overrides.get("capture", "none") not in ("none", "auto"):
         return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"n/a on {device.type}"}
+    if not emulated and overrides.get("amp") == "bf16" and device.type == "cpu" and not native_bf16(device):
+        return {"preset": preset, "variant": variant, "images_per_second": None, "note": "skipped: no native bf16 on this CPU (--all runs it)"}
     return None
 
 
