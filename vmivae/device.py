@@ -69,13 +69,15 @@ class DeviceDefaults:
 # is small (0.14 GFLOP per image): on a GPU it is bound by kernel launches and Python, not arithmetic, so
 # bf16 and NHWC only add cast and layout kernels there.
 DEVICE_DEFAULTS: dict[str, DeviceDefaults] = {
-    # CPUs: bf16 pays only where the CPU computes it natively. On the 2-core machine of benchmarks/cpu-2core.md
+    # CPUs: bf16 pays only where the CPU computes it natively. On the 2-core machine of benchmarks/cpu-2core-bf16.md
     # (bf16 peak 396 vs fp32 187 GFLOP/s) bf16 measured 1.34x faster (numbers below); on a 2-core AVX2 EPYC
     # without bf16 units (native_bf16 False) the same step ran 4x slower in bf16 (11 vs 45 images/s, measured
-    # on a loaded machine), its bf16 matrix product at ~1 GFLOP/s. NHWC measured faster (976 vs 918).
-    "cpu": DeviceDefaults(amp="native", capture="none", channels_last=True, bench_groups=(1, 4),
+    # on a loaded machine), so auto keeps fp32 there. Layout: NCHW. NHWC gained 6% on the bf16 machine's idle
+    # cores (976 vs 918) but lost 11% on the AVX2 one (372 vs 416, benchmarks/cpu-2core-avx2.md), and with
+    # another process on one core it collapsed there (vmivae bench --contention).
+    "cpu": DeviceDefaults(amp="native", capture="none", channels_last=False, bench_groups=(1, 4),
                           measured={"fused": 918, "fused + channels_last": 976, "fused + bf16": 1229},
-                          source="benchmarks/cpu-2core.md"),
+                          source="benchmarks/cpu-2core-bf16.md"),
     # NVIDIA H200, torch 2.11: bf16 and channels_last both slower than fp32 NCHW, so auto never picks bf16
     # on CUDA. capture: auto stays off until scripts/gpu_check.py has measured the captured step faster
     # (and equivalent) on a GPU; set capture: cuda-graph to use it now.
