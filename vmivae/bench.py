@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .bench_group import bench_group, unavailable
+from .bench_group import bench_group, measured_row, unavailable
 from .datasets import load
 from .device import device_defaults, native_bf16, resolve_device, use_all_cores
 from .presets import make_config
@@ -148,16 +148,6 @@ def bench_estimator(device: torch.device, settings: str = "quick") -> dict[str, 
             "n_eval": estimate.n_eval}
 
 
-def _measured(measure, preset: str, variant: str, *args) -> dict[str, Any]:
-    """``measure(preset, *args)``'s row, or, if it fails, a row that says how: one failing option must not cost the whole table."""
-    try:
-        return measure(preset, *args)
-    except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
-        reason = (str(exc).strip().splitlines() or [""])[0][:160]
-        print(f"bench: {preset} / {variant} failed: {type(exc).__name__}: {reason}", file=sys.stderr, flush=True)
-        return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"failed ({type(exc).__name__}: {reason})"}
-
-
 def run_bench(s: BenchSettings) -> dict[str, Any]:
     device = resolve_device(s.device)
     threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
@@ -170,11 +160,11 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     for preset in s.presets:
         for name in s.variants:
             print(f"bench: {preset} / {name} ...", file=sys.stderr, flush=True)
-            row = unavailable(preset, name, VARIANTS[name], device, s.emulated) or _measured(bench_variant, preset, name, VARIANTS[name], data, s, device)
+            row = unavailable(preset, name, VARIANTS[name], device, s.emulated) or measured_row(bench_variant, preset, name, VARIANTS[name], data, s, device)
             rows.append({"variant": name, **row})
         for size in s.groups:
             print(f"bench: {preset} / {size} runs grouped ...", file=sys.stderr, flush=True)
-            rows.append(_measured(bench_group, preset, f"fused, {size} run{'s' if size > 1 else ''} grouped", BASE, size, data, s, device))
+            rows.append(measured_row(bench_group, preset, f"fused, {size} run{'s' if size > 1 else ''} grouped", BASE, size, data, s, device))
         base = next(r["images_per_second"] for r in rows if r["preset"] == preset and r["variant"] == s.variants[0])
         for r in rows:
             if r["preset"] == preset and r["images_per_second"] is not None and base:

@@ -6,6 +6,7 @@ Kept apart from ``vmivae.bench`` (which imports this module) so that each stays 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -25,6 +26,16 @@ def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: to
     if not emulated and overrides.get("amp") == "bf16" and device.type == "cpu" and not native_bf16(device):
         return {"preset": preset, "variant": variant, "images_per_second": None, "note": "skipped: no native bf16 on this CPU (--all runs it)"}
     return None
+
+
+def measured_row(measure, preset: str, variant: str, *args) -> dict[str, Any]:
+    """``measure(preset, *args)``'s row, or, if it fails, a row that says how: one failing option must not cost the whole table."""
+    try:
+        return measure(preset, *args)
+    except Exception as exc:  # noqa: BLE001 - reported in the table and on stderr
+        reason = (str(exc).strip().splitlines() or [""])[0][:160]
+        print(f"bench: {preset} / {variant} failed: {type(exc).__name__}: {reason}", file=sys.stderr, flush=True)
+        return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"failed ({type(exc).__name__}: {reason})"}
 
 
 def bench_group(preset: str, base: dict[str, Any], size: int, data, s, device: torch.device) -> dict[str, Any]:
