@@ -140,9 +140,9 @@ def test_emulated_bf16_rows_are_skipped_unless_asked_for(monkeypatch):
     import vmivae.bench_group as bench_group
 
     cpu, bf16 = torch.device("cpu"), bench.VARIANTS["fused + bf16"]
-    monkeypatch.setattr(bench_group, "native_bf16", lambda device: False)
+    monkeypatch.setattr(bench_group, "emulated_bf16", lambda device: True)
     assert bench_group.unavailable("paper-joint", "fused + bf16", bf16, cpu)["note"] == "skipped: no native bf16 on this CPU (--all runs it)"
     assert bench_group.unavailable("paper-joint", "fused + bf16", bf16, cpu, emulated=True) is None
     assert bench_group.unavailable("paper-joint", "fused", bench.VARIANTS["fused"], cpu) is None
-    monkeypatch.setattr(bench_group, "native_bf16", lambda device: True)
+    monkeypatch.setattr(bench_group, "emulated_bf16", lambda device: False)
     assert bench_group.unavailable("paper-joint", "fused + bf16", bf16, cpu) is None

@@ -42,3 +42,10 @@ def test_the_cuda_choices_cite_the_h200_measurements():
     m = DEVICE_DEFAULTS["cuda"].measured
     assert m["fused + bf16"] < m["fused"] and m["fused + channels_last"] < m["fused"]  # why auto picks neither
     assert "H200" in DEVICE_DEFAULTS["cuda"].source
+
+
+def test_bf16_is_emulated_only_on_a_cpu_without_bf16_units():
+    from vmivae.device import emulated_bf16, native_bf16
+
+    assert emulated_bf16(torch.device("cpu")) is (not native_bf16(torch.device("cpu")))
+    assert emulated_bf16(torch.device("cuda")) is False and emulated_bf16(torch.device("mps")) is False

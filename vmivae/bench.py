@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
-from .bench_group import bench_group, measured_row, unavailable
+from .bench_group import bench_group, group_label, measured_row, unavailable
 from .datasets import load
-from .device import device_defaults, native_bf16, resolve_device, use_all_cores
+from .device import device_defaults, emulated_bf16, resolve_device, use_all_cores
 from .presets import make_config
 from .trainer import Trainer
 
@@ -153,7 +153,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
     threads = use_all_cores() if device.type == "cpu" else torch.get_num_threads()
     data = load("mnist-5k", "train")
     # bf16 peak only where bf16 rows run: an emulated 2048^3 bf16 product alone takes tens of seconds
-    dtypes = (torch.float32, torch.bfloat16) if s.emulated or device.type != "cpu" or native_bf16(device) else (torch.float32,)
+    dtypes = (torch.float32,) if emulated_bf16(device) and not s.emulated else (torch.float32, torch.bfloat16)
     peaks = {dtype: {"matmul": matmul_peak(device, dtype), "conv": conv_peak(device, dtype)} for dtype in dtypes}
     peak, peak_bf16 = (max(peaks[d].values()) if d in peaks else None for d in (torch.float32, torch.bfloat16))
     rows = []
@@ -164,7 +164,7 @@ def run_bench(s: BenchSettings) -> dict[str, Any]:
             rows.append({"variant": name, **row})
         for size in s.groups:
             print(f"bench: {preset} / {size} runs grouped ...", file=sys.stderr, flush=True)
-            rows.append(measured_row(bench_group, preset, f"fused, {size} run{'s' if size > 1 else ''} grouped", BASE, size, data, s, device))
+            rows.append(measured_row(bench_group, preset, group_label(size), BASE, size, data, s, device))
         base = next(r["images_per_second"] for r in rows if r["preset"] == preset and r["variant"] == s.variants[0])
         for r in rows:
             if r["preset"] == preset and r["images_per_second"] is not None and base:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from .device import native_bf16
+from .device import emulated_bf16
 from .grouped import GroupTrainer
 from .presets import make_config
 
@@ -23,9 +23,14 @@ def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: to
     longer than all the others together, and ``amp: auto`` never picks it there); None if it runs."""
     if device.type != "cuda" and overrides.get("capture", "none") not in ("none", "auto"):
         return {"preset": preset, "variant": variant, "images_per_second": None, "note": f"n/a on {device.type}"}
-    if not emulated and overrides.get("amp") == "bf16" and device.type == "cpu" and not native_bf16(device):
+    if not emulated and overrides.get("amp") == "bf16" and emulated_bf16(device):
         return {"preset": preset, "variant": variant, "images_per_second": None, "note": "skipped: no native bf16 on this CPU (--all runs it)"}
     return None
+
+
+def group_label(size: int) -> str:
+    """The variant name of ``size`` runs trained as one group."""
+    return f"fused, {size} run{'s' if size > 1 else ''} grouped"
 
 
 def measured_row(measure, preset: str, variant: str, *args) -> dict[str, Any]:
@@ -58,6 +63,6 @@ def bench_group(preset: str, base: dict[str, Any], size: int, data, s, device: t
         GroupTrainer(configs[:1], data, device).train_step()
     flops = float(counter.get_total_flops())
     median = statistics.median(speeds)
-    return {"preset": preset, "variant": f"fused, {size} run{'s' if size > 1 else ''} grouped", "runs": size, "images_per_second": median,
+    return {"preset": preset, "variant": group_label(size), "runs": size, "images_per_second": median,
             "per_run": median / size, "min": min(speeds), "max": max(speeds), "flops_per_image": flops / s.batch_size,
             "achieved_gflops": flops * median / s.batch_size / 1e9, "warmup_seconds": warmup_seconds}
