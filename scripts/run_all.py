@@ -86,9 +86,64 @@ def execute(source: Path, build: Path, parameters: dict) -> float:
     return time.perf_counter() - start
 
 
-def finished_runs(runs_dir: Path) -> set[tuple[str, int]]:
-    """(run directory, time its metrics.json was written): a retrained run counts as new."""
-    return {(str(m.parent), m.stat().st_mtime_ns) for m in runs_dir.glob("*/metrics.json")}
+GENERATION, RECONSTRUCTION = ("generation",), ("reconstruction",)
+AHEAD = "(every chapter's runs, trained ahead)"  # its timing row; sorts before the notebooks
+
+
+def chapter_runs(profile: str, seed: int = 0) -> dict[str, list]:
+    """The runs each chapter trains and the MI paths it measures them on, at the chapters' default
+    parameters (``seed`` aside): what ``--prefetch`` trains ahead. The chapters never read this list; each
+    names its own runs and trains whatever the run cache lacks, so a list that falls behind a chapter
+    costs time, not correctness (``tests/test_notebooks.py`` checks that after it no chapter trains)."""
+    from vmivae.run_cache import RunSpec
+
+    def run(preset: str, *paths: tuple[str, ...], name: str | None = None, **overrides):
+        return RunSpec(preset, profile, {"seed": seed, **overrides}, name=name), paths or (GENERATION,)
+
+    joint = [run("paper-joint-baseline", GENERATION, RECONSTRUCTION), run("paper-joint", GENERATION, RECONSTRUCTION, lambda_cat=0.01),
+             run("vmi-joint", GENERATION, RECONSTRUCTION, lambda_cat=0.01)]
+    return {
+        "01": [run("paper-gaussian-baseline")],
+        "02": [run("paper-gaussian", lambda_cont=0.0005), run("paper-gaussian-baseline")],
+        "03": joint,
+        "04": [*joint, run("paper-gaussian"), run("paper-gaussian-baseline")],
+        "05": [run("vmi-joint", name=f"sweep-x{s:g}", lambda_cat=0.01 * s, lambda_cont=0.0005 * s) for s in (0.1, 1.0, 10.0)]
+        + [run("paper-joint-baseline"), run("shapes-joint", aggregate_entropy=True), run("shapes-joint-baseline")],
+    }
+
+
+def prefetch(selected: list[Path], parameters: dict) -> dict[str, float]:
+    """Train and evaluate the selected chapters' runs in one pool before any chapter executes.
+
+    Chapter by chapter, a chapter with a single run keeps one worker busy and the other idle, and
+    each chapter's pool drains to its last run; one pool over the runs of every chapter keeps both workers
+    busy until the end. Returns the timing row: seconds and runs trained.
+    """
+    from vmivae.notebook import ESTIMATOR_FOR_PROFILE
+    from vmivae.run_cache import prefetch as prefetch_runs
+
+    plan = chapter_runs(parameters["profile"], int(parameters.get("seed", 0)))
+    wanted = [item for source in selected for item in plan.get(source.name[:2], [])]
+    runs_dir = Path(parameters["runs_dir"])
+    before, start = cache_state(runs_dir), time.perf_counter()
+    prefetch_runs(wanted, runs_dir, parameters["device"], parameters["workers"], ESTIMATOR_FOR_PROFILE.get(parameters["profile"], "quick"))
+    return work_done(runs_dir, before, time.perf_counter() - start)
+
+
+def finished_runs(runs_dir: Path, pattern: str = "metrics.json") -> set[tuple[str, int]]:
+    """(file, time it was written) of every run's ``pattern`` file (``eval-*.json``: its evaluations): a
+    retrained run counts as new."""
+    return {(str(m), m.stat().st_mtime_ns) for m in runs_dir.glob(f"*/{pattern}")}
+
+
+def work_done(runs_dir: Path, before: tuple[set, set], seconds: float) -> dict[str, float]:
+    """A timing row: seconds, runs trained and evaluations written since ``before`` (:func:`cache_state`)."""
+    runs, evaluations = cache_state(runs_dir)
+    return {"seconds": round(seconds, 1), "trained": len(runs - before[0]), "evaluated": len(evaluations - before[1])}
+
+
+def cache_state(runs_dir: Path) -> tuple[set, set]:
+    return finished_runs(runs_dir), finished_runs(runs_dir, "eval-*.json")
 
 
 def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None) -> None:
@@ -101,8 +156,9 @@ def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: s
     cpu = platform.processor() or platform.machine()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU only ({os.cpu_count()} cores, {cpu})"
     lines = [f"Profile `{profile}`, built {time.strftime('%Y-%m-%d %H:%M')} on {device}, torch {torch.__version__}. "
-             "A notebook retrains only the runs missing from the run cache (`runs/`), so these are fresh-machine "
-             "times only where the last column counts every run the notebook uses.", "",
+             "The first row trains and measures every chapter's runs in one pool before any chapter runs; a "
+             "notebook then trains only what is still missing from the run cache (`runs/`). These are "
+             "fresh-machine times only where the first row trained every run the book uses.", "",
              "| notebook | wall time | runs trained in it |", "|---|---|---|"]
     lines += [f"| {name} | {t['seconds'] / 60:.1f} min ({t['seconds']:.0f} s) | {t['trained']} |" for name, t in timings.items()]
     total = sum(t["seconds"] for t in timings.values())
@@ -214,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures-dir", default=str(ROOT / "figures"))
     parser.add_argument("--bench", default=None, help="markdown benchmark table to show on the reproducing page "
                         "(default: the committed benchmarks/cpu-2core-avx2.md)")
+    parser.add_argument("--no-prefetch", dest="prefetch", action="store_false",
+                        help="let each chapter train its own runs instead of training every chapter's runs ahead in one pool")
     parser.add_argument("--no-book", action="store_true", help="execute the notebooks only")
     parser.add_argument("--book-only", action="store_true", help="rebuild the book from the notebooks executed earlier")
     parser.add_argument("--repository-url", default=os.environ.get("VMIVAE_REPOSITORY_URL") or None,
@@ -244,13 +302,16 @@ def main(argv: list[str] | None = None) -> int:
     parameters = {"profile": args.profile, "device": args.device, "workers": args.workers,
                   "runs_dir": str(Path(args.runs_dir).resolve()), "figures_dir": str(Path(args.figures_dir).resolve()), **extra}
     started = time.perf_counter()
+    if args.prefetch and not args.book_only:
+        print(f"run_all: training and measuring the runs of {len(selected)} chapter(s) ahead ...", file=sys.stderr, flush=True)
+        timings[AHEAD] = prefetch(selected, parameters)
+        print(f"run_all: {timings[AHEAD]['trained']} run(s) trained ahead in {timings[AHEAD]['seconds']:.0f} s", file=sys.stderr, flush=True)
     for i, source in enumerate([] if args.book_only else selected, 1):
         print(f"run_all: [{i}/{len(selected)}] {source.stem} (profile {args.profile}) ...", file=sys.stderr, flush=True)
-        before = finished_runs(Path(parameters["runs_dir"]))
+        before = cache_state(Path(parameters["runs_dir"]))
         seconds = execute(source, build, parameters)
-        trained = len(finished_runs(Path(parameters["runs_dir"])) - before)
-        timings[source.stem] = {"seconds": round(seconds, 1), "trained": trained}
-        print(f"run_all: [{i}/{len(selected)}] {source.stem} done in {seconds:.0f} s, {trained} run(s) trained "
+        timings[source.stem] = work_done(Path(parameters["runs_dir"]), before, seconds)
+        print(f"run_all: [{i}/{len(selected)}] {source.stem} done in {seconds:.0f} s, {timings[source.stem]['trained']} run(s) trained "
               f"({(time.perf_counter() - started) / 60:.1f} min so far)", file=sys.stderr, flush=True)
         timings_file.write_text(json.dumps(timings, indent=2))
     if not args.no_book:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_runs
+from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs, ensure_runs, prefetch
 
 SPEC = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0})
 
@@ -61,3 +61,19 @@ def test_evaluations_are_cached_next_to_the_run(cached, capsys):
     assert (path / "eval-smoke-generation.json").is_file()
     assert ensure_evaluations([run], settings="smoke")[0] == first
     assert "evaluating" not in capsys.readouterr().err
+
+
+def test_prefetch_trains_a_config_once_and_leaves_nothing_for_later_requests(tmp_path, capsys):
+    renamed = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0}, name="same-config-other-name")
+    plan = [(SPEC, (("generation",),)), (renamed, (("generation",), ("reconstruction",)))]
+    assert prefetch(plan, tmp_path, device="cpu", settings="smoke") == 1  # one config, both path sets
+    assert sorted(p.name for p in tmp_path.glob("*/eval-*.json")) == ["eval-smoke-generation.json", "eval-smoke-reconstruction.json"]
+    capsys.readouterr()
+    assert prefetch(plan, tmp_path, device="cpu", settings="smoke") == 0
+    ensure_measured_runs([SPEC], tmp_path, device="cpu", settings="smoke")
+    assert "training" not in capsys.readouterr().err  # the later request found everything in the cache
+
+
+def test_prefetch_wants_a_path_set_for_every_run(tmp_path):
+    with pytest.raises(ValueError, match="at least one set of MI paths"):
+        prefetch([(SPEC, ())], tmp_path, device="cpu")
