@@ -356,7 +356,7 @@ pd.DataFrame(
 # | decoding prior codes | separate decoder call | one decoder call on reconstructions and prior codes together (BatchNorm sees both) | one pass |
 # | clustering accuracy | training set, BatchNorm in training mode, majority vote | test split, evaluation mode, Hungarian and majority vote | an honest held-out number |
 # | MI reported | "2 - CE" from the training-time Q | $H(c) - \mathrm{CE}$ in nats from a fresh Q on the generation path, with 95% intervals | a true lower bound |
-# | budgets | 150k steps, lr $10^{-4}$ | quick and study: fewer steps, lr $10^{-3}$, compressed temperature schedule; `full` restores the paper's | a CPU |
+# | budgets | 150k steps of 124, lr $10^{-4}$ | quick and study: fewer steps (quick: of 64), lr $10^{-3}$, compressed temperature schedule; `full` restores the paper's | a CPU |
 # | data | full MNIST / Fashion-MNIST | the 5,000 embedded MNIST digits by default; full MNIST in the study | works offline |
 
 # %% [markdown]

@@ -77,3 +77,14 @@ def test_prefetch_trains_a_config_once_and_leaves_nothing_for_later_requests(tmp
 def test_prefetch_wants_a_path_set_for_every_run(tmp_path):
     with pytest.raises(ValueError, match="at least one set of MI paths"):
         prefetch([(SPEC, ())], tmp_path, device="cpu")
+
+
+def test_prefetch_with_two_workers_evaluates_each_run_after_training_it(tmp_path):
+    other = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 1})
+    plan = [(SPEC, (("generation",), ("reconstruction",))), (other, (("generation",),))]
+    assert prefetch(plan, tmp_path, device="cpu", workers=2, settings="smoke") == 2
+    for spec, path_sets in plan:
+        run_dir = spec.directory(tmp_path)
+        trained = (run_dir / "metrics.json").stat().st_mtime_ns
+        evaluated = [(run_dir / f"eval-smoke-{p[0]}.json").stat().st_mtime_ns for p in path_sets]
+        assert min(evaluated) > trained

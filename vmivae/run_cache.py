@@ -148,28 +148,28 @@ def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ..
     return [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
 
 
-def _train_and_evaluate(spec: RunSpec, runs_dir: str, device: str, threads: int, settings: str, paths: tuple[str, ...],
-                        more_paths: tuple[tuple[str, ...], ...] = ()) -> str:
-    """Worker: train the run if needed, then evaluate it on ``paths`` (and on each of ``more_paths``) if
-    needed: one task, so no core waits for the other phase."""
+def _train_and_evaluate(spec: RunSpec, runs_dir: str, device: str, threads: int, settings: str, paths: tuple[str, ...]) -> str:
+    """Worker: train the run if needed, then evaluate it if needed (one task, so no core waits for the other phase)."""
     if not _finished(spec.directory(runs_dir), spec.config):
         _train_one(spec, runs_dir, device, threads)
     path = spec.directory(runs_dir)
-    for each in (paths, *more_paths):
-        if not (path / _eval_name(settings, each)).is_file():
-            _evaluate_one(str(path), settings, each, threads)
+    if not (path / _eval_name(settings, paths)).is_file():
+        _evaluate_one(str(path), settings, paths, threads)
     return str(path)
 
 
 def prefetch(plan: list[tuple[RunSpec, tuple[tuple[str, ...], ...]]], runs_dir: str | os.PathLike = "runs", device: str = "auto",
              workers: int = 1, settings: str = "quick") -> int:
     """Train and evaluate ahead of time every run of ``plan`` (a run and the MI path sets to evaluate it on)
-    that the cache lacks, all in one pool, longest first; returns how many runs needed work.
+    that the cache lacks, all in one pool; returns how many runs needed work.
 
     A pipeline that asks for its runs piece by piece leaves a core idle whenever one piece has a single run
-    to train; one pool over all of them keeps every worker busy until the last run. The later requests then
-    find everything in the cache.
+    to train; one pool over all of them keeps every worker busy. Trainings go first, longest first, and each
+    evaluation is its own task, queued when its run is trained: the pool ends on short tasks, so the
+    workers finish close together. The later requests then find everything in the cache.
     """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     from .device import use_all_cores
 
     if any(not path_sets for _, path_sets in plan):
@@ -178,24 +178,33 @@ def prefetch(plan: list[tuple[RunSpec, tuple[tuple[str, ...], ...]]], runs_dir: 
     runs_dir.mkdir(parents=True, exist_ok=True)
     merged: dict[str, tuple[RunSpec, tuple[tuple[str, ...], ...]]] = {}
     for spec, path_sets in plan:  # the same config asked twice (e.g. under two names) is trained once
-        key = spec.config.hash()
-        earlier = merged.get(key, (spec, ()))
+        earlier = merged.get(key := spec.config.hash(), (spec, ()))
         merged[key] = (earlier[0], earlier[1] + tuple(p for p in path_sets if p not in earlier[1]))
-    todo = [(spec, sets) for spec, sets in sorted(merged.values(), key=lambda item: _cost(item[0]), reverse=True)
-            if not _finished(spec.directory(runs_dir), spec.config)
-            or any(not (spec.directory(runs_dir) / _eval_name(settings, p)).is_file() for p in sets)]
-    if not todo:
-        return 0
-    print(f"vmivae: training and/or evaluating {len(todo)} run(s) ahead, reusing {len(merged) - len(todo)}", file=sys.stderr, flush=True)
-    tasks = [(spec, str(runs_dir), device, 0, settings, sets[0], sets[1:]) for spec, sets in todo]
-    if len(todo) > 1 and workers > 1:
-        threads = max(1, use_all_cores() // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_train_and_evaluate, *zip(*[(*t[:3], threads, *t[4:]) for t in tasks])))
-    else:
-        for task in tasks:
-            _train_and_evaluate(*task)
-    return len(todo)
+    trainings = sorted((spec for spec, _ in merged.values() if not _finished(spec.directory(runs_dir), spec.config)), key=_cost, reverse=True)
+    missing = {key: [p for p in sets if spec in trainings or not (spec.directory(runs_dir) / _eval_name(settings, p)).is_file()]
+               for key, (spec, sets) in merged.items()}  # training a run again removes its evaluations
+    evaluations = [(spec, p) for spec, sets in merged.values() if spec not in trainings for p in missing[spec.config.hash()]]
+    todo = sum(1 for key, (spec, _) in merged.items() if spec in trainings or missing[key])
+    if todo:
+        print(f"vmivae: training and/or evaluating {todo} run(s) ahead, reusing {len(merged) - todo}", file=sys.stderr, flush=True)
+    threads = max(1, use_all_cores() // workers) if workers > 1 else 0
+    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict = {}
+        while trainings or evaluations or running:
+            while len(running) < max(1, workers) and (trainings or evaluations):
+                if trainings:
+                    spec = trainings.pop(0)
+                    running[pool.submit(_train_one, spec, str(runs_dir), device, threads)] = spec
+                else:
+                    spec, paths = evaluations.pop(0)
+                    running[pool.submit(_evaluate_one, str(spec.directory(runs_dir)), settings, paths, threads)] = None
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                spec = running.pop(future)
+                future.result()  # a worker's error stops the pipeline here, with its message
+                if spec is not None:  # a training finished: its evaluations can start
+                    evaluations += [(spec, p) for p in missing[spec.config.hash()]]
+    return todo
 
 
 def ensure_measured_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1,
