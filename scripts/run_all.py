@@ -119,14 +119,24 @@ def prefetch(selected: list[Path], parameters: dict) -> dict[str, float]:
     each chapter's pool drains to its last run; one pool over the runs of every chapter keeps both workers
     busy until the end. Returns the timing row: seconds and runs trained.
     """
+    from vmivae.errors import ConfigError, VMIVAEError
     from vmivae.notebook import ESTIMATOR_FOR_PROFILE
     from vmivae.run_cache import prefetch as prefetch_runs
 
-    plan = chapter_runs(parameters["profile"], int(parameters.get("seed", 0)))
+    try:
+        plan = chapter_runs(parameters["profile"], int(parameters.get("seed", 0)))
+        for spec, _ in (item for runs in plan.values() for item in runs):
+            spec.config.replace(device=parameters["device"])  # a bad parameter fails here, not in a worker
+    except (ConfigError, TypeError, ValueError) as exc:  # the first chapter reports it, naming its cell
+        print(f"run_all: not training ahead ({exc}); the chapters train their own runs", file=sys.stderr, flush=True)
+        return {"seconds": 0.0, "trained": 0, "evaluated": 0}
     wanted = [item for source in selected for item in plan.get(source.name[:2], [])]
     runs_dir = Path(parameters["runs_dir"])
     before, start = cache_state(runs_dir), time.perf_counter()
-    prefetch_runs(wanted, runs_dir, parameters["device"], parameters["workers"], ESTIMATOR_FOR_PROFILE.get(parameters["profile"], "quick"))
+    try:
+        prefetch_runs(wanted, runs_dir, parameters["device"], parameters["workers"], ESTIMATOR_FOR_PROFILE.get(parameters["profile"], "quick"))
+    except VMIVAEError as exc:  # e.g. no CUDA, missing data: one sentence, not a worker's traceback
+        sys.exit(f"run_all: training the chapters' runs ahead stopped: {exc}")
     return work_done(runs_dir, before, time.perf_counter() - start)
 
 

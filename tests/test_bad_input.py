@@ -290,6 +290,27 @@ def test_papermill_parameter_errors_name_the_notebook_and_cell(tmp_path):
     assert (tmp_path / "executed" / "01_vae.ipynb").is_file()  # the partial notebook is kept for inspection
 
 
+def test_run_all_leaves_a_bad_device_to_the_chapter_that_names_its_cell(tmp_path):
+    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", "--device", "tpu",
+                             "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--figures-dir", str(tmp_path / "figs")],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "run_all: not training ahead (unknown device 'tpu'" in result.stderr
+    assert "notebook 01_vae.py failed in cell" in result.stderr and not list((tmp_path / "runs").glob("*/metrics.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_run_all_stops_in_one_sentence_when_training_ahead_fails(tmp_path):
+    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", "--device", "cuda",
+                             "--profile", "smoke", "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+                             "--figures-dir", str(tmp_path / "figs")], capture_output=True, text=True, env=env)
+    assert result.returncode == 1
+    assert "run_all: training the chapters' runs ahead stopped: " in result.stderr and "CUDA is not available" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "executed").exists()
+
+
 def test_run_all_parameter_syntax(tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--param", "seeds", "--build-dir", str(tmp_path)],
                             capture_output=True, text=True)
