@@ -148,20 +148,10 @@ def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ..
     return [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
 
 
-def _train_and_evaluate(spec: RunSpec, runs_dir: str, device: str, threads: int, settings: str, paths: tuple[str, ...]) -> str:
-    """Worker: train the run if needed, then evaluate it if needed (one task, so no core waits for the other phase)."""
-    if not _finished(spec.directory(runs_dir), spec.config):
-        _train_one(spec, runs_dir, device, threads)
-    path = spec.directory(runs_dir)
-    if not (path / _eval_name(settings, paths)).is_file():
-        _evaluate_one(str(path), settings, paths, threads)
-    return str(path)
-
-
 def prefetch(plan: list[tuple[RunSpec, tuple[tuple[str, ...], ...]]], runs_dir: str | os.PathLike = "runs", device: str = "auto",
              workers: int = 1, settings: str = "quick") -> int:
-    """Train and evaluate ahead of time every run of ``plan`` (a run and the MI path sets to evaluate it on)
-    that the cache lacks, all in one pool; returns how many runs needed work.
+    """Train and evaluate every run of ``plan`` (a run and the MI path sets to evaluate it on) that the
+    cache lacks, all in one pool; returns how many runs needed work.
 
     A pipeline that asks for its runs piece by piece leaves a core idle whenever one piece has a single run
     to train; one pool over all of them keeps every worker busy. Trainings go first, longest first, and each
@@ -176,61 +166,51 @@ def prefetch(plan: list[tuple[RunSpec, tuple[tuple[str, ...], ...]]], runs_dir: 
         raise ValueError("prefetch: give every run at least one set of MI paths to evaluate it on, e.g. (('generation',),)")
     runs_dir = Path(runs_dir)
     runs_dir.mkdir(parents=True, exist_ok=True)
-    merged: dict[str, tuple[RunSpec, tuple[tuple[str, ...], ...]]] = {}
+    merged: dict[str, tuple[RunSpec, tuple[tuple[str, ...], ...]]] = {}  # by config hash
     for spec, path_sets in plan:  # the same config asked twice (e.g. under two names) is trained once
         earlier = merged.get(key := spec.config.hash(), (spec, ()))
         merged[key] = (earlier[0], earlier[1] + tuple(p for p in path_sets if p not in earlier[1]))
-    trainings = sorted((spec for spec, _ in merged.values() if not _finished(spec.directory(runs_dir), spec.config)), key=_cost, reverse=True)
-    missing = {key: [p for p in sets if spec in trainings or not (spec.directory(runs_dir) / _eval_name(settings, p)).is_file()]
-               for key, (spec, sets) in merged.items()}  # training a run again removes its evaluations
-    evaluations = [(spec, p) for spec, sets in merged.values() if spec not in trainings for p in missing[spec.config.hash()]]
-    todo = sum(1 for key, (spec, _) in merged.items() if spec in trainings or missing[key])
+    where = {key: spec.directory(runs_dir) for key, (spec, _) in merged.items()}  # a run trained below lands here too
+    untrained = {key for key, (spec, _) in merged.items() if not _finished(where[key], spec.config)}
+    missing = {key: [p for p in sets if key in untrained or not (where[key] / _eval_name(settings, p)).is_file()]
+               for key, (_, sets) in merged.items()}  # training a run again removes its evaluations
+    todo = sum(1 for key in merged if missing[key])
     if todo:
-        print(f"vmivae: training and/or evaluating {todo} run(s) ahead, reusing {len(merged) - todo}", file=sys.stderr, flush=True)
-    threads = max(1, use_all_cores() // workers) if workers > 1 else 0
-    with ProcessPoolExecutor(max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        running: dict = {}
+        print(f"vmivae: training and/or evaluating {todo} run(s), reusing {len(merged) - todo}", file=sys.stderr, flush=True)
+    trainings = sorted(untrained, key=lambda key: _cost(merged[key][0]), reverse=True)
+    evaluations = [(key, p) for key in merged if key not in untrained for p in missing[key]]
+    if todo < 2 or workers < 2:  # in this process, on every core
+        for key in trainings:
+            _train_one(merged[key][0], str(runs_dir), device, 0)
+        for key, paths in evaluations + [(k, p) for k in trainings for p in missing[k]]:
+            _evaluate_one(str(where[key]), settings, paths, 0)
+        return todo
+    threads = max(1, use_all_cores() // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running: dict = {}  # future -> the config hash of a training, None for an evaluation
         while trainings or evaluations or running:
-            while len(running) < max(1, workers) and (trainings or evaluations):
+            while len(running) < workers and (trainings or evaluations):
                 if trainings:
-                    spec = trainings.pop(0)
-                    running[pool.submit(_train_one, spec, str(runs_dir), device, threads)] = spec
+                    key = trainings.pop(0)
+                    running[pool.submit(_train_one, merged[key][0], str(runs_dir), device, threads)] = key
                 else:
-                    spec, paths = evaluations.pop(0)
-                    running[pool.submit(_evaluate_one, str(spec.directory(runs_dir)), settings, paths, threads)] = None
+                    key, paths = evaluations.pop(0)
+                    running[pool.submit(_evaluate_one, str(where[key]), settings, paths, threads)] = None
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in done:
-                spec = running.pop(future)
+                key = running.pop(future)
                 future.result()  # a worker's error stops the pipeline here, with its message
-                if spec is not None:  # a training finished: its evaluations can start
-                    evaluations += [(spec, p) for p in missing[spec.config.hash()]]
+                if key is not None:  # a training finished: its evaluations can start
+                    evaluations += [(key, p) for p in missing[key]]
     return todo
 
 
 def ensure_measured_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1,
                          settings: str = "quick", paths: tuple[str, ...] = ("generation",)) -> tuple[list, list[dict[str, Any]]]:
-    """:func:`ensure_runs` and :func:`ensure_evaluations` in one pool: ``(runs, evaluation results)``.
-
-    Each task trains a run and evaluates it straight away, so evaluations overlap the remaining trainings
-    instead of waiting for the slowest of them.
-    """
-    from .device import use_all_cores
+    """:func:`ensure_runs` and :func:`ensure_evaluations` in one pool (:func:`prefetch`): ``(runs, evaluation
+    results)``. Evaluations overlap the remaining trainings instead of waiting for the slowest of them."""
     from .run import load_run
 
-    runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    unique = sorted({s.config.hash(): s for s in specs}.values(), key=_cost, reverse=True)  # longest first: the pool ends together
-    todo = [s for s in unique if not (_finished(s.directory(runs_dir), s.config) and (s.directory(runs_dir) / _eval_name(settings, paths)).is_file())]
-    if todo:
-        print(f"vmivae: training and/or evaluating {len(todo)} run(s), reusing {len(unique) - len(todo)}", file=sys.stderr, flush=True)
-    if len(todo) > 1 and workers > 1:
-        threads = max(1, use_all_cores() // workers)
-        n = len(todo)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(_train_and_evaluate, todo, [str(runs_dir)] * n, [device] * n, [threads] * n, [settings] * n, [paths] * n))
-    else:
-        for spec in todo:
-            _train_and_evaluate(spec, str(runs_dir), device, 0, settings, paths)
+    prefetch([(s, (paths,)) for s in specs], runs_dir, device, workers, settings)
     runs = [load_run(s.directory(runs_dir), device=device) for s in specs]
     return runs, [json.loads((r.path / _eval_name(settings, paths)).read_text()) for r in runs]
-
