@@ -279,22 +279,24 @@ def test_bench_arguments_argparse_cannot_read_keep_its_usage(capsys):
     assert info.value.code == 2 and "usage: vmivae bench" in capsys.readouterr().err
 
 
+def _run_all_chapter_01(tmp_path, *options):
+    """scripts/run_all.py on chapter 1 only, no book, every output and the data under ``tmp_path``."""
+    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", *options,
+                           "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--figures-dir", str(tmp_path / "figs")],
+                          capture_output=True, text=True, env=env)
+
+
 def test_papermill_parameter_errors_name_the_notebook_and_cell(tmp_path):
     """A bad notebook parameter stops the notebook in its first config cell; run_all says which."""
-    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", "--param", "profile=fast",
-                             "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--figures-dir", str(tmp_path / "figs")],
-                            capture_output=True, text=True, env=env)
+    result = _run_all_chapter_01(tmp_path, "--param", "profile=fast")
     assert result.returncode == 1
     assert "notebook 01_vae.py failed in cell" in result.stderr and "unknown profile 'fast'" in result.stderr
     assert (tmp_path / "executed" / "01_vae.ipynb").is_file()  # the partial notebook is kept for inspection
 
 
 def test_run_all_leaves_a_bad_device_to_the_chapter_that_names_its_cell(tmp_path):
-    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", "--device", "tpu",
-                             "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--figures-dir", str(tmp_path / "figs")],
-                            capture_output=True, text=True, env=env)
+    result = _run_all_chapter_01(tmp_path, "--device", "tpu")
     assert result.returncode == 1
     assert "run_all: not training ahead (unknown device 'tpu'" in result.stderr
     assert "notebook 01_vae.py failed in cell" in result.stderr and not list((tmp_path / "runs").glob("*/metrics.json"))
@@ -302,10 +304,7 @@ def test_run_all_leaves_a_bad_device_to_the_chapter_that_names_its_cell(tmp_path
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_run_all_stops_in_one_sentence_when_training_ahead_fails(tmp_path):
-    env = {**os.environ, "VMIVAE_DATA": str(tmp_path / "data")}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_all.py"), "--only", "01", "--no-book", "--device", "cuda",
-                             "--profile", "smoke", "--build-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
-                             "--figures-dir", str(tmp_path / "figs")], capture_output=True, text=True, env=env)
+    result = _run_all_chapter_01(tmp_path, "--device", "cuda", "--profile", "smoke")
     assert result.returncode == 1
     assert "run_all: training the chapters' runs ahead stopped: " in result.stderr and "CUDA is not available" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "executed").exists()
