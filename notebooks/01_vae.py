@@ -41,8 +41,9 @@ runs_dir = "../runs"  # trained runs are cached here and shared between the chap
 figures_dir = "../figures"  # every figure is also saved here as 01_<name>.png
 
 # %%
-from vmivae import exercises, plots
-from vmivae.notebook import setup
+from vmivae import plots
+from vmivae.teaching import exercises
+from vmivae.teaching.notebook import setup
 
 nb = setup(
     "01", profile, device, seed, workers, runs_dir, figures_dir
@@ -207,7 +208,7 @@ exercises.check("gaussian_kl", gaussian_kl)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: gaussian_kl
 # ```
 # The KL is zero exactly when $\mu = 0$ and $\sigma = 1$: a dimension whose posterior is the prior for

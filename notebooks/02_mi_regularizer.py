@@ -45,9 +45,10 @@ figures_dir = "../figures"  # figures are saved here as 02_<name>.png
 # %%
 import numpy as np
 
-from vmivae import exercises, plots
+from vmivae import plots
 from vmivae.latents import STANDARD_NORMAL_ENTROPY
-from vmivae.notebook import setup
+from vmivae.teaching import exercises
+from vmivae.teaching.notebook import setup
 
 nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 
@@ -247,7 +248,7 @@ exercises.check("gaussian_cross_entropy", gaussian_cross_entropy)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: gaussian_cross_entropy
 # ```
 # For a $Q$ that predicts $\text{mean} = z$ up to a residual spread $\sigma$, the expectation is

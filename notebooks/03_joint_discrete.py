@@ -47,9 +47,10 @@ figures_dir = "../figures"  # figures are saved here as 03_<name>.png
 
 import pandas as pd
 
-from vmivae import exercises, plots
-from vmivae.evaluation import encode_dataset
-from vmivae.notebook import setup
+from vmivae import plots
+from vmivae.measure.evaluation import encode_dataset
+from vmivae.teaching import exercises
+from vmivae.teaching.notebook import setup
 
 nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 
@@ -100,7 +101,7 @@ exercises.check("gumbel_softmax", gumbel_softmax)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: gumbel_softmax
 # ```
 # Clamping $u$ away from 0 and 1 keeps both logarithms finite; `vmivae` draws the same noise as
@@ -180,7 +181,7 @@ exercises.check("aggregate_entropy", aggregate_entropy)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: aggregate_entropy
 # ```
 # The entropy is concave, so the entropy of a batch mean is on average a little *below* $H(q(c))$ (about

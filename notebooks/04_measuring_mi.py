@@ -47,10 +47,11 @@ figures_dir = "../figures"  # figures are saved here as 04_<name>.png
 # %%
 import pandas as pd
 
-from vmivae import exercises, plots
-from vmivae.evaluation import headline
-from vmivae.notebook import setup
-from vmivae.validation import validate_estimator
+from vmivae import plots
+from vmivae.measure.evaluation import headline
+from vmivae.measure.validation import validate_estimator
+from vmivae.teaching import exercises
+from vmivae.teaching.notebook import setup
 
 nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 
@@ -78,11 +79,11 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 #
 # $Q$ trains on fresh samples every step (it cannot overfit them), is checked every few steps on a fixed
 # validation set and stops when the bound stops improving. The 95% intervals are percentile
-# {term}`bootstrap confidence interval`s over the evaluation samples; `vmivae.mi.estimate_mi_refits` repeats
+# {term}`bootstrap confidence interval`s over the evaluation samples; `vmivae.measure.mi.estimate_mi_refits` repeats
 # whole fits over seeds when the spread between $Q$ fits matters more. The per-sample cross-entropies
 # that everything rests on:
 #
-# ```{literalinclude} ../_src/vmivae/mi.py
+# ```{literalinclude} ../_src/vmivae/measure/mi.py
 # :pyobject: _per_sample_ce
 # ```
 
@@ -135,7 +136,7 @@ exercises.check("mi_from_confusion", mi_from_confusion)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: mi_from_confusion
 # ```
 # For the confused channel with $\varepsilon = 0.3$ this gives 1.033 nats, well below $\log 10$: 30%

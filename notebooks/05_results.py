@@ -51,8 +51,10 @@ results_dir = "../results/study"  # the study's result files
 import pandas as pd
 from IPython.display import display
 
-from vmivae import exercises, plots, study
-from vmivae.notebook import setup
+from vmivae import plots
+from vmivae.measure import study
+from vmivae.teaching import exercises
+from vmivae.teaching.notebook import setup
 
 nb = setup("05", profile, device, seed, workers, runs_dir, figures_dir)
 
@@ -376,7 +378,7 @@ exercises.check("welch_interval", welch_interval)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/exercise_solutions.py
+# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
 # :pyobject: welch_interval
 # ```
 # With three seeds per side the degrees of freedom are small (2 to 4), so $t_{0.975}$ is large (4.3 at 2

@@ -12,7 +12,7 @@ to the GitHub repository) gives the book a repository button and Binder and Cola
 notebook page, pointing at the repository's ``notebooks/``; unset, the book has none. ``--book-only``
 rebuilds the book from the notebooks executed earlier, without running any.
 
-``--profile study`` first runs the study (``vmivae.study``: hours on a 2-core CPU) and writes its result
+``--profile study`` first runs the study (``vmivae.measure.study``: hours on a 2-core CPU) and writes its result
 files to ``results/study``, then executes the notebooks under the ``quick`` profile: the results chapter
 reads the study from those files, so every other profile shows the committed study.
 """
@@ -95,7 +95,7 @@ def chapter_runs(profile: str, seed: int = 0) -> dict[str, list]:
     parameters (``seed`` aside): what ``--prefetch`` trains ahead. The chapters never read this list; each
     names its own runs and trains whatever the run cache lacks, so a list that falls behind a chapter
     costs time, not correctness (``tests/test_notebooks.py`` checks that after it no chapter trains)."""
-    from vmivae.run_cache import RunSpec
+    from vmivae.runs.run_cache import RunSpec
 
     def run(preset: str, *paths: tuple[str, ...], name: str | None = None, **overrides):
         return RunSpec(preset, profile, {"seed": seed, **overrides}, name=name), paths or (GENERATION,)
@@ -120,8 +120,8 @@ def prefetch(selected: list[Path], parameters: dict) -> dict[str, float]:
     busy until the end. Returns the timing row: seconds and runs trained.
     """
     from vmivae.errors import ConfigError, VMIVAEError
-    from vmivae.notebook import ESTIMATOR_FOR_PROFILE
-    from vmivae.run_cache import prefetch as prefetch_runs
+    from vmivae.runs.run_cache import prefetch as prefetch_runs
+    from vmivae.teaching.notebook import ESTIMATOR_FOR_PROFILE
 
     try:
         plan = chapter_runs(parameters["profile"], int(parameters.get("seed", 0)))
@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--param expects KEY=VALUE, got '{item}'")
         extra[key] = yaml.safe_load(value)
     if args.profile == "study" and not args.book_only:  # the long runs, then the quick book that shows them
-        from vmivae.study import load_study, run_study
+        from vmivae.measure.study import load_study, run_study
 
         print("run_all: running the study (long: see the reproducing page for its cost) ...", file=sys.stderr, flush=True)
         run_study(load_study(), args.runs_dir, RESULTS, workers=args.workers, device=args.device, command="./run_all.sh --profile study")

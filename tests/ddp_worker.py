@@ -34,8 +34,8 @@ elif mode == "resume":
 elif mode == "grads":
     import torch.distributed as dist
 
-    from vmivae import distributed
     from vmivae.objectives import mi_batch, mi_cross_entropies
+    from vmivae.perf import distributed
     from vmivae.steps import vae_forward
     from vmivae.trainer import Trainer
 

@@ -229,7 +229,7 @@ def test_evaluate_a_run_on_your_own_data_says_how(tmp_path, capsys):
     vmivae.fit(config, data=torch.rand(16, 1, 28, 28), out=run, progress=False)
     code, line = run_cli(capsys, "evaluate", run, "--out", tmp_path / "e.json")
     assert code == 2 and "was trained on your own images, which vmivae evaluate cannot load; evaluate it from Python: " in line, line
-    assert "vmivae.evaluation.evaluate(vmivae.load_run(" in line and "unknown dataset" not in line
+    assert "vmivae.measure.evaluation.evaluate(vmivae.load_run(" in line and "unknown dataset" not in line
 
 
 @pytest.mark.parametrize("where,message", [
@@ -265,9 +265,9 @@ BENCH_ROWS = [
 
 @pytest.mark.parametrize("args,message", BENCH_ROWS, ids=[" ".join(a) for a, _ in BENCH_ROWS])
 def test_bench_options_are_checked_before_it_runs(tmp_path, capsys, monkeypatch, args, message):
-    import vmivae.bench
+    import vmivae.perf.bench
 
-    monkeypatch.setattr(vmivae.bench, "run_bench", lambda settings: pytest.fail("the benchmark started"))
+    monkeypatch.setattr(vmivae.perf.bench, "run_bench", lambda settings: pytest.fail("the benchmark started"))
     (tmp_path / "notes").write_text("")
     code, line = run_cli(capsys, "bench", *[a.format(tmp=tmp_path) for a in args])
     assert code == 2 and message.format(tmp=tmp_path) in line, line

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from vmivae import bench
 from vmivae.datasets import load
-from vmivae.device import native_bf16
+from vmivae.perf import bench
+from vmivae.perf.device import native_bf16
 from vmivae.presets import make_config
 from vmivae.trainer import Trainer
 
@@ -65,8 +65,8 @@ def test_bench_runs_and_reports_every_column(tmp_path):
 
 
 def test_group_sizes_per_device_and_checked():
-    from vmivae.device import DEVICE_DEFAULTS
     from vmivae.errors import ConfigError
+    from vmivae.perf.device import DEVICE_DEFAULTS
 
     assert bench.group_sizes("auto", torch.device("cpu")) == DEVICE_DEFAULTS["cpu"].bench_groups == (1, 4)
     assert bench.group_sizes("auto", torch.device("cuda")) == (1, 4, 16)
@@ -137,7 +137,7 @@ def test_a_failing_variant_is_a_row_that_says_why(monkeypatch):
 
 def test_emulated_bf16_rows_are_skipped_unless_asked_for(monkeypatch):
     """On a CPU without bf16 units bf16 only emulates (one bench took longer than all other rows together): skipped, --all runs it."""
-    import vmivae.bench_group as bench_group
+    import vmivae.perf.bench_group as bench_group
 
     cpu, bf16 = torch.device("cpu"), bench.VARIANTS["fused + bf16"]
     monkeypatch.setattr(bench_group, "emulated_bf16", lambda device: True)

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from bs4 import BeautifulSoup
 
-from vmivae.notebook import _dataframe_html, _set_table_display
 from vmivae.plots import figure_html
+from vmivae.teaching.notebook import _dataframe_html, _set_table_display
 
 ROOT = Path(__file__).resolve().parents[1]
 REPOSITORY = "https://github.com/example-org/vmivae"

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from vmivae import contention
+from vmivae.perf import contention
 
 
 def test_the_candidates_cover_threads_layouts_and_wait_policies():

@@ -5,8 +5,8 @@ import os
 import pytest
 import torch
 
-from vmivae.device import native_bf16, resolve_amp, resolve_device, use_all_cores
 from vmivae.errors import ConfigError
+from vmivae.perf.device import native_bf16, resolve_amp, resolve_device, use_all_cores
 
 
 def test_auto_picks_an_available_device():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from vmivae.device import DEVICE_DEFAULTS, native_bf16, resolve_amp, resolve_capture
 from vmivae.errors import ConfigError
+from vmivae.perf.device import DEVICE_DEFAULTS, native_bf16, resolve_amp, resolve_capture
 
 
 def test_auto_never_picks_bf16_on_cuda():
@@ -45,7 +45,7 @@ def test_the_cuda_choices_cite_the_h200_measurements():
 
 
 def test_bf16_is_emulated_only_on_a_cpu_without_bf16_units():
-    from vmivae.device import emulated_bf16, native_bf16
+    from vmivae.perf.device import emulated_bf16, native_bf16
 
     assert emulated_bf16(torch.device("cpu")) is (not native_bf16(torch.device("cpu")))
     assert emulated_bf16(torch.device("cuda")) is False and emulated_bf16(torch.device("mps")) is False

@@ -7,7 +7,7 @@ import pytest
 
 import vmivae
 from vmivae.cli import main
-from vmivae.evaluation import evaluate, format_table
+from vmivae.measure.evaluation import evaluate, format_table
 
 SCHEMA = {"mi", "cluster_accuracy", "nmi", "ari", "linear_probe_accuracy", "recon_mse", "kl_per_dim", "q_steps", "n_eval"}
 

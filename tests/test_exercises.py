@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from vmivae import exercise_solutions as solutions
-from vmivae.exercises import EXERCISES, check, verdict
+from vmivae.teaching import exercise_solutions as solutions
+from vmivae.teaching.exercises import EXERCISES, check, verdict
 
 WRONG = {  # a plausible mistake for each exercise
     "gaussian_kl": lambda mu, logvar: 0.5 * (mu**2 + logvar.exp() - logvar),  # forgot the -1

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 import vmivae
-from vmivae.checkpoint import load_checkpoint
 from vmivae.errors import OutputError, RunInUseError
-from vmivae.files import pid_alive, remove_stale_temps, write_bytes, write_group
-from vmivae.rundir import LOCK, RunLock, read_lock
+from vmivae.runs.checkpoint import load_checkpoint
+from vmivae.runs.files import pid_alive, remove_stale_temps, write_bytes, write_group
+from vmivae.runs.rundir import LOCK, RunLock, read_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
@@ -166,7 +166,7 @@ CLAIM = """
 import sys, time
 from pathlib import Path
 from vmivae.errors import RunInUseError
-from vmivae.runlock import RunLock
+from vmivae.runs.runlock import RunLock
 folder, go = Path(sys.argv[1]), Path(sys.argv[2])
 print("ready", flush=True)
 while not go.exists():
@@ -268,7 +268,7 @@ def test_the_resume_command_printed_on_an_interrupt_can_be_pasted(tmp_path):
 
 FULL_DISK = """
     import errno
-    import vmivae.files as files
+    import vmivae.runs.files as files
     real, seen = files._stage, {{}}
     def failing(path, write):
         seen[path.name] = seen.get(path.name, 0) + 1
@@ -343,7 +343,7 @@ def test_stale_temporary_files_are_removed_and_live_ones_kept(tmp_path):
 def test_an_unwritable_run_folder_is_refused_before_training(tmp_path, monkeypatch):
     import errno
 
-    import vmivae.runlock
+    import vmivae.runs.runlock
 
     run = tmp_path / "run"
     before = _finished_run(run)
@@ -354,7 +354,7 @@ def test_an_unwritable_run_folder_is_refused_before_training(tmp_path, monkeypat
             raise PermissionError(errno.EACCES, "Permission denied")
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(vmivae.runlock.os, "open", read_only)
+    monkeypatch.setattr(vmivae.runs.runlock.os, "open", read_only)
     with pytest.raises(OutputError, match=f"cannot write to folder {run} .permission denied: Permission denied"):
         vmivae.resume(run, steps=6, progress=False)
     assert files(run) == before

@@ -14,9 +14,9 @@ import torch
 
 import vmivae
 from vmivae.datasets import load
-from vmivae.device import resolve_capture
 from vmivae.errors import ConfigError
-from vmivae.graphed import WARMUP, GraphedStep, GraphSafeStepper, make_step
+from vmivae.perf.device import resolve_capture
+from vmivae.perf.graphed import WARMUP, GraphedStep, GraphSafeStepper, make_step
 from vmivae.presets import make_config
 from vmivae.steps import Stepper
 from vmivae.trainer import Trainer

@@ -13,8 +13,8 @@ import torch
 
 from vmivae.datasets import load
 from vmivae.errors import ConfigError
-from vmivae.grouped import GroupTrainer, check_group
 from vmivae.models import VAE, QNetwork
+from vmivae.perf.grouped import GroupTrainer, check_group
 from vmivae.presets import make_config
 from vmivae.trainer import Trainer
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from vmivae import metrics
+from vmivae.measure import metrics
 
 
 def test_a_relabelled_perfect_clustering_scores_one():
@@ -80,7 +80,7 @@ def test_histogram_discretize_matches_disentanglement_lib():
 
 
 def test_codes_used_counts_categories_above_the_threshold():
-    from vmivae.metrics import codes_used
+    from vmivae.measure.metrics import codes_used
 
     clusters = np.array([0] * 90 + [1] * 9 + [2] * 1)  # 90%, 9%, 1% of the images; category 3 unused
     assert codes_used(clusters, 4) == 3

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from vmivae.latents import LatentSpec
-from vmivae.mi import EstimatorSettings, component_names, estimate_mi, estimate_mi_refits
-from vmivae.run import load_run
-from vmivae.validation import CleanChannel, ConfusedChannel, validate_estimator
+from vmivae.measure.mi import EstimatorSettings, component_names, estimate_mi, estimate_mi_refits
+from vmivae.measure.validation import CleanChannel, ConfusedChannel, validate_estimator
+from vmivae.runs.run import load_run
 
 FAST = EstimatorSettings(max_steps=300, min_steps=100, batch_size=64, eval_every=50, n_val=500, n_eval=2000, n_boot=300)
 TOLERANCE = 0.06  # nats

@@ -1,4 +1,4 @@
-"""How a chapter shows numbers and figures: vmivae.notebook's table formats and Notebook.show."""
+"""How a chapter shows numbers and figures: vmivae.teaching.notebook's table formats and Notebook.show."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from vmivae import plots
-from vmivae.notebook import MISSING, Notebook, _dataframe_html, _display_number, _set_table_display
+from vmivae.teaching.notebook import MISSING, Notebook, _dataframe_html, _display_number, _set_table_display
 
 ROOT = Path(__file__).resolve().parents[1]
 OPTIONS = ("display.float_format", "styler.format.formatter", "styler.format.na_rep")
@@ -88,7 +88,7 @@ def test_notebook_show_saves_and_displays_a_captioned_figure(tmp_path, monkeypat
 
 
 def test_progress_lines_stay_out_of_a_chapter_and_warnings_do_not(capsys):
-    from vmivae.notebook import _without_progress_lines
+    from vmivae.teaching.notebook import _without_progress_lines
 
     with _without_progress_lines():
         print("vmivae: training and/or evaluating 2 run(s), reusing 0", file=sys.stderr)

@@ -13,8 +13,8 @@ import torch
 
 import vmivae
 import vmivae.trainer
-from vmivae.checkpoint import load_checkpoint
 from vmivae.errors import CheckpointError, ConfigError, TrainingError
+from vmivae.runs.checkpoint import load_checkpoint
 
 
 def _params(run):
@@ -179,7 +179,7 @@ def test_resume_loads_the_checkpoint_to_the_cpu_and_restores_states_from_anywher
         state["rng"] = [{k: strided(v) for k, v in rng.items()} for rng in state["rng"]]
         return state
 
-    monkeypatch.setattr(vmivae.checkpoint.torch, "load", awkward)
+    monkeypatch.setattr(vmivae.runs.checkpoint.torch, "load", awkward)
     resumed = vmivae.resume(tmp_path / "split", steps=8, progress=False)
     assert seen and all(str(m) == "cpu" for m in seen)
     for name, value in _params(straight).items():

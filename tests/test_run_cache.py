@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from vmivae.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs, ensure_runs, prefetch
+from vmivae.runs.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs, ensure_runs, prefetch
 
 SPEC = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0})
 

@@ -35,7 +35,7 @@ def _resolve(module: str, node: ast.ImportFrom | ast.Import, is_package: bool) -
     if not target.startswith("vmivae"):
         return []
     found = []
-    for alias in node.names:  # `from . import checkpoint` loads the module vmivae.checkpoint
+    for alias in node.names:  # `from . import checkpoint` loads the module vmivae.runs.checkpoint
         sub = f"{target}.{alias.name}"
         found.append(sub if sub in modules else target)
     return found

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from vmivae.errors import ConfigError
-from vmivae.study import COLUMNS, Study, Variant, contrast, load_study, read_results, run_study, summarize
+from vmivae.measure.study import COLUMNS, Study, Variant, contrast, load_study, read_results, run_study, summarize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_the_committed_results_are_the_shipped_study():
 
 
 def test_verdicts_follow_the_welch_interval():
-    from vmivae.study import verdicts
+    from vmivae.measure.study import verdicts
 
     rows = []
     for variant, values in {"baseline": [0.30, 0.31, 0.29], "paper": [0.28, 0.36, 0.33], "true-bound": [0.50, 0.55, 0.52]}.items():

@@ -16,7 +16,7 @@ import os
 
 # OpenMP threads that finish their share of an operation spin, waiting for the others, for a long time by
 # default. When another process holds one of two cores, every operation then waits for a thread that is
-# not running and a step becomes 3-4x slower; with passive waiting it is about 1.5x slower (vmivae.contention,
+# not running and a step becomes 3-4x slower; with passive waiting it is about 1.5x slower (vmivae.perf.contention,
 # benchmarks/). OpenMP reads this when torch loads, so it applies where vmivae is imported before torch,
 # as by the command line and the notebooks; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -25,7 +25,7 @@ from .config import Config  # noqa: E402
 from .datasets import ImageData, load  # noqa: E402
 from .errors import VMIVAEError  # noqa: E402
 from .presets import list_presets, list_profiles, make_config  # noqa: E402
-from .run import Run, load_run  # noqa: E402
+from .runs.run import Run, load_run  # noqa: E402
 from .training import fit, resume  # noqa: E402
 from .version import __version__  # noqa: E402
 

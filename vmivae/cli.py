@@ -91,9 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list presets and profiles", description="List the shipped presets and profiles.")
     presets.set_defaults(func=_presets)
 
-    from .bench import add_command as add_bench
-    from .evaluation import add_command as add_evaluate
-    from .study import add_command as add_study
+    from .measure.evaluation import add_command as add_evaluate
+    from .measure.study import add_command as add_study
+    from .perf.bench import add_command as add_bench
 
     add_evaluate(sub)
     add_bench(sub)

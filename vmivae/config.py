@@ -78,7 +78,7 @@ class Config:
     fused_adam: bool = True  # Adam as one fused kernel per parameter (false: PyTorch's default foreach Adam)
     amp: str = "none"  # none (fp32) | bf16 (autocast) | auto (bf16 where the device computes it natively)
     channels_last: bool = False  # NHWC memory format for the convolutions
-    capture: str = "none"  # none | cuda-graph (the whole step replayed as one CUDA graph) | auto (per device: vmivae.device)
+    capture: str = "none"  # none | cuda-graph (the whole step replayed as one CUDA graph) | auto (per device: vmivae.perf.device)
     log_every: int = 50  # host sync, progress bar and history flush every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (and at the end)
 

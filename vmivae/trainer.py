@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed
 from .batches import BatchSampler, cpu_bytes
 from .config import Config
 from .datasets import ImageData
-from .device import resolve_amp, resolve_capture
 from .errors import CheckpointError, TrainingError, TrainingInterrupted
-from .graphed import make_step
 from .latents import temperature_at
-from .run import HISTORY_COLUMNS
+from .perf import distributed
+from .perf.device import resolve_amp, resolve_capture
+from .perf.graphed import make_step
+from .runs.run import HISTORY_COLUMNS
 from .steps import METRICS, Objective, Stepper, build_networks
 
 CODE_USED_FRACTION = 0.01  # a category counts as used when it is the argmax of at least this share of images
@@ -59,7 +59,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, device)
         stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
                           config.step_mode, config.grad_clip, self.amp_dtype)
-        self.capture = resolve_capture(config.capture, device, dist.world_size)  # "none" or "cuda-graph" (vmivae.graphed)
+        self.capture = resolve_capture(config.capture, device, dist.world_size)  # "none" or "cuda-graph" (vmivae.perf.graphed)
         self.stepper = make_step(stepper, self.capture, device)
         self.step = 0
         self.seconds = 0.0

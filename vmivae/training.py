@@ -13,7 +13,7 @@ Nothing is written before everything that can be checked has been: ``fit`` check
 data (image shape, batch versus dataset size), the device and the output folder, builds the networks,
 and only then locks the folder; ``resume`` locks the run first (so nobody else changes it) and checks
 the checkpoint against ``config.json`` and the data. Files are written from the first checkpoint on
-(:class:`vmivae.rundir.RunWriter`), so a failure before it leaves the folder as it was.
+(:class:`vmivae.runs.rundir.RunWriter`), so a failure before it leaves the folder as it was.
 """
 
 from __future__ import annotations
@@ -26,16 +26,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import checkpoint as ckpt
-from . import distributed
 from .config import Config
 from .datasets import as_image_data, load
-from .device import resolve_capture, resolve_device, use_all_cores
 from .errors import CheckpointError, ConfigError, DataError, RunInUseError, TrainingError, TrainingInterrupted, resume_command
-from .preflight import RESUMABLE_KEYS, as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
-from .run import HISTORY_COLUMNS, Run, history_frame, read_run_info
-from .rundir import RunLock, RunWriter, check_out_dir
-from .signals import interrupt_outside_loop, stop_on_signals
+from .perf import distributed
+from .perf.device import resolve_capture, resolve_device, use_all_cores
+from .runs import checkpoint as ckpt
+from .runs.preflight import RESUMABLE_KEYS, as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
+from .runs.run import HISTORY_COLUMNS, Run, history_frame, read_run_info
+from .runs.rundir import RunLock, RunWriter, check_out_dir
+from .runs.signals import interrupt_outside_loop, stop_on_signals
 from .trainer import Trainer
 
 FINAL_WINDOW = 100  # metrics.json "final": mean over the last this-many steps
@@ -87,7 +87,7 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         meta: extra fields to record in config.json (e.g. the preset and profile names).
         threads: CPU threads to use; default: every core this process may run on.
 
-    Launched by ``torchrun`` with several processes, it trains data-parallel (see ``vmivae.distributed``).
+    Launched by ``torchrun`` with several processes, it trains data-parallel (see ``vmivae.perf.distributed``).
     """
     if not isinstance(config, Config):
         raise ConfigError(f"fit() needs a vmivae.Config, got {type(config).__name__}; build one with vmivae.make_config(...)")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..files import save_tensors
+from ..runs.files import save_tensors
 from .base import ImageData, to_unit_range
 
 SIZE = 64

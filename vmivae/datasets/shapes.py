@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import save_tensors
+from ..runs.files import save_tensors
 from .base import ImageData, to_unit_range
 
 SHAPES = ("square", "ellipse", "heart")

@@ -18,7 +18,7 @@ def confusion(clusters, labels, title: str = "categorical code vs digit label (t
     """Counts of (code, label), codes ordered by their Hungarian match so a perfect code is diagonal."""
     from scipy.optimize import linear_sum_assignment
 
-    from ..metrics import contingency
+    from ..measure.metrics import contingency
 
     table = contingency(clusters, labels)
     rows, cols = linear_sum_assignment(-table)

@@ -46,7 +46,7 @@ def seed_points(frame: pd.DataFrame, x: str = "variant", y: str = "hungarian", h
     """Mean ± interval of ``y`` per ``x`` category (and ``hue`` group), with every row (seed) as a dot.
 
     ``frame``: one row per run, e.g. ``runs.csv`` of a study. ``interval``: ``"ci95"`` (t-based 95% interval
-    of the mean, as :func:`vmivae.study.summarize`) or ``"sd"``. ``labels`` renames the categories for the axis.
+    of the mean, as :func:`vmivae.measure.study.summarize`) or ``"sd"``. ``labels`` renames the categories for the axis.
     ``horizontal`` puts the categories on the y axis; by default it does so when a category name is longer than
     12 characters, so long names are read, not rotated. The dots are jittered sideways only, never in value.
     """

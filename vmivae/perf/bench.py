@@ -6,7 +6,7 @@ the median images/s with the min-max spread, the ratio to the reference-style al
 FLOPs of one step counted by ``torch.utils.flop_counter`` (per image), the achieved GFLOP/s and that as
 a fraction of a large fp32 matrix product measured on the same machine. ``estimate_mi`` is timed too.
 
-Rows beyond one eager run (``vmivae.bench_group``): the step captured as one CUDA graph (on CUDA only;
+Rows beyond one eager run (``vmivae.perf.bench_group``): the step captured as one CUDA graph (on CUDA only;
 elsewhere the row says "n/a"), and G runs trained as one group (``--groups``), images/s summed over them.
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
+from ..datasets import load
+from ..presets import make_config
+from ..trainer import Trainer
 from .bench_group import bench_group, group_label, measured_row, unavailable
-from .datasets import load
 from .device import device_defaults, emulated_bf16, resolve_device, use_all_cores
-from .presets import make_config
-from .trainer import Trainer
 
 # Every variant starts from this (fp32, NCHW, eager, fused Adam, the fused step) and changes one thing.
 BASE = {"amp": "none", "channels_last": False, "compile": False, "fused_adam": True, "step_mode": "fused", "capture": "none"}
@@ -44,7 +44,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "fused + channels_last + bf16": {"channels_last": True, "amp": "bf16"},
     # the same options on the alternating step: the like-for-like ratio of the fastest configuration
     "alternating + channels_last + bf16": {"step_mode": "alternating", "channels_last": True, "amp": "bf16"},
-    # the whole step replayed as one CUDA graph (vmivae.graphed); "n/a" off CUDA
+    # the whole step replayed as one CUDA graph (vmivae.perf.graphed); "n/a" off CUDA
     "fused + cuda-graph": {"capture": "cuda-graph"},
     "fused + cuda-graph + bf16": {"capture": "cuda-graph", "amp": "bf16"},
     "alternating + fused Adam + cuda-graph": {"step_mode": "alternating", "capture": "cuda-graph"},
@@ -138,8 +138,8 @@ def bench_variant(preset: str, overrides: dict[str, Any], data, s: BenchSettings
 
 def bench_estimator(device: torch.device, settings: str = "quick") -> dict[str, Any]:
     """Time ``estimate_mi`` on a freshly initialised paper-joint model."""
-    from .mi import estimate_mi
-    from .models import VAE
+    from ..measure.mi import estimate_mi
+    from ..models import VAE
 
     torch.manual_seed(0)
     vae = VAE((1, 28, 28), make_config("paper-joint").latent).to(device)
@@ -193,7 +193,7 @@ def to_markdown(result: dict[str, Any]) -> str:
                      f"{r['flops_per_image'] / 1e9:.3f} | {r['achieved_gflops']:.0f} | {100 * r['peak_fraction']:.0f}% |")
     grouped = [r for r in result["rows"] if "runs" in r]
     if grouped:
-        lines += ["", "Grouped rows: G runs of the preset (seeds 0 to G-1) trained by one batched step (vmivae.grouped), images/s "
+        lines += ["", "Grouped rows: G runs of the preset (seeds 0 to G-1) trained by one batched step (vmivae.perf.grouped), images/s "
                   "summed over the runs; per run: " + "; ".join(f"{r['preset']} x{r['runs']}: {r['per_run']:.0f}" for r in grouped) + "."]
     speed = {(r["preset"], r["variant"]): r["images_per_second"] for r in result["rows"] if r["images_per_second"] is not None}
     pairs = [(p, f, a) for p in dict.fromkeys(r["preset"] for r in result["rows"]) for f, a in LIKE_FOR_LIKE
@@ -219,7 +219,7 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--groups", default="auto", help="grouped rows: comma-separated group sizes, e.g. 1,4,16; none: no grouped rows; "
                    "auto: the device's default (1,4 on a CPU, 1,4,16 on CUDA)")
     p.add_argument("--contention", action="store_true", help="instead of the variants: each CPU setting (threads, layout, OpenMP wait "
-                   "policy) alone and beside a process that keeps one core busy (vmivae.contention)")
+                   "policy) alone and beside a process that keeps one core busy (vmivae.perf.contention)")
     p.add_argument("--out", default=None, help="write the results as JSON")
     p.add_argument("--markdown", default=None, help="write the table as Markdown")
     p.set_defaults(func=_command)
@@ -227,9 +227,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def check_options(args: argparse.Namespace) -> tuple[str, ...]:
     """Every ``vmivae bench`` option checked before the benchmark starts; returns the presets."""
-    from .errors import ConfigError, OutputError, unknown_name
-    from .presets import list_presets
-    from .rundir import check_output_file
+    from ..errors import ConfigError, OutputError, unknown_name
+    from ..presets import list_presets
+    from ..runs.rundir import check_output_file
 
     presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
     if not presets:
@@ -253,8 +253,8 @@ def check_options(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def group_sizes(text: str, device: torch.device) -> tuple[int, ...]:
-    """``--groups``: ``auto`` (the device's default, ``vmivae.device.DEVICE_DEFAULTS``), ``none``, or sizes such as ``1,4,16``."""
-    from .errors import ConfigError
+    """``--groups``: ``auto`` (the device's default, ``vmivae.perf.device.DEVICE_DEFAULTS``), ``none``, or sizes such as ``1,4,16``."""
+    from ..errors import ConfigError
 
     if text.strip() == "auto":
         return device_defaults(device).bench_groups
@@ -285,8 +285,8 @@ def _command(args: argparse.Namespace) -> int:
 
 
 def _write(args: argparse.Namespace, result: dict[str, Any], table: str) -> int:
-    from .errors import OutputError
-    from .files import os_reason, write_bytes
+    from ..errors import OutputError
+    from ..runs.files import os_reason, write_bytes
 
     print(table)
     for path, text in ((args.out, json.dumps(result, indent=2)), (args.markdown, table)):

@@ -23,7 +23,7 @@ try:
 except ImportError:  # not on Windows: the lock file and its process id alone
     fcntl = None  # type: ignore[assignment]
 
-from .errors import OutputError, RunInUseError
+from ..errors import OutputError, RunInUseError
 from .files import os_reason, pid_alive
 
 LOCK = ".vmivae.lock"

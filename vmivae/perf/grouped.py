@@ -39,17 +39,17 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
-from .batches import BatchSampler
-from .config import OPERATIONAL_KEYS, Config
-from .datasets import ImageData
+from ..batches import BatchSampler
+from ..config import OPERATIONAL_KEYS, Config
+from ..datasets import ImageData
+from ..errors import ConfigError, TrainingError
+from ..latents import temperature_at
+from ..models import VAEOutput
+from ..objectives import aggregate_code_entropy, mi_batch
+from ..runs.run import Run, history_frame
+from ..steps import METRICS, build_networks, q_forward, vae_forward
+from ..trainer import CODE_USED_FRACTION, objective_of
 from .device import resolve_amp
-from .errors import ConfigError, TrainingError
-from .latents import temperature_at
-from .models import VAEOutput
-from .objectives import aggregate_code_entropy, mi_batch
-from .run import Run, history_frame
-from .steps import METRICS, build_networks, q_forward, vae_forward
-from .trainer import CODE_USED_FRACTION, objective_of
 
 GROUP_KEYS = ("seed", "lambda_cat", "lambda_cont", "kl_weight", "aggregate_entropy", "lambda_entropy")  # may differ within a group
 

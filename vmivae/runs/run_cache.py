@@ -20,11 +20,11 @@ from typing import Any
 
 import torch
 
+from ..config import Config
+from ..errors import CheckpointError
+from ..presets import make_config
 from . import checkpoint as ckpt
-from .config import Config
-from .errors import CheckpointError
 from .files import write_json
-from .presets import make_config
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def _finished(path: Path, config: Config) -> bool:
 
 def _train_one(spec: RunSpec, runs_dir: str, device: str, threads: int) -> str:
     """Worker: train one run (a fresh process when run in parallel)."""
-    from .training import fit
+    from ..training import fit
 
     if threads:
         torch.set_num_threads(threads)
@@ -86,7 +86,7 @@ def ensure_runs(specs: list[RunSpec], runs_dir: str | os.PathLike = "runs", devi
     ``workers > 1`` trains independent runs in that many processes, each with ``cores // workers``
     threads: on a small CPU two single-threaded runs get more done than one run on two threads.
     """
-    from .device import use_all_cores
+    from ..perf.device import use_all_cores
     from .run import load_run
 
     runs_dir = Path(runs_dir)
@@ -114,7 +114,7 @@ def ensure_run(preset: str, profile: str = "quick", runs_dir: str | os.PathLike 
 
 
 def _evaluate_one(run_dir: str, settings: str, paths: tuple[str, ...], threads: int) -> str:
-    from .evaluation import evaluate
+    from ..measure.evaluation import evaluate
 
     if threads:
         torch.set_num_threads(threads)
@@ -130,7 +130,7 @@ def _eval_name(settings: str, paths: tuple[str, ...]) -> str:
 
 def ensure_evaluations(runs: list, settings: str = "quick", paths: tuple[str, ...] = ("generation",), workers: int = 1) -> list[dict[str, Any]]:
     """``evaluate`` every run once; results are cached as JSON inside each run directory."""
-    from .device import use_all_cores
+    from ..perf.device import use_all_cores
 
     for run in runs:
         if run.path is None:
@@ -160,7 +160,7 @@ def prefetch(plan: list[tuple[RunSpec, tuple[tuple[str, ...], ...]]], runs_dir: 
     """
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from .device import use_all_cores
+    from ..perf.device import use_all_cores
 
     if any(not path_sets for _, path_sets in plan):
         raise ValueError("prefetch: give every run at least one set of MI paths to evaluate it on, e.g. (('generation',),)")

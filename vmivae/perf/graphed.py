@@ -35,7 +35,7 @@ and the temperature into the graph's static input buffers, replays, and returns 
   equivalent count (:class:`GraphSafeStepper`), and autocast runs without its weight-cast cache.
 * Capture fails loudly: an operation that synchronises with the host raises while capturing.
 
-``capture: auto`` does not choose this yet (see ``vmivae.device.DEVICE_DEFAULTS``): the equivalence and
+``capture: auto`` does not choose this yet (see ``vmivae.perf.device.DEVICE_DEFAULTS``): the equivalence and
 the speed are checked on a GPU by ``scripts/gpu_check.py``. Several steps per replay are not captured:
 with the whole step in one graph the host does a handful of launches per step, far below the graph's
 own run time; the GPU check's bench rows show whether that holds.
@@ -49,8 +49,8 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError
-from .steps import Stepper
+from ..errors import ConfigError
+from ..steps import Stepper
 
 WARMUP = 3  # eager steps before capture (PyTorch's CUDA-graph examples use 3)
 
@@ -179,7 +179,7 @@ class GraphedStep:
 
 def make_step(stepper: Stepper, capture: str, device: torch.device) -> Stepper | GraphedStep:
     """The step a trainer calls: ``stepper`` itself, or for a resolved ``capture`` of ``cuda-graph`` its captured form
-    (``vmivae.device.resolve_capture`` turns a config's ``capture`` into one of the two)."""
+    (``vmivae.perf.device.resolve_capture`` turns a config's ``capture`` into one of the two)."""
     if capture == "none":
         return stepper
     if capture != "cuda-graph" or device.type != "cuda":

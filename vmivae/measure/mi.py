@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from .datasets import ImageData
-from .device import resolve_amp
-from .latents import STANDARD_NORMAL_ENTROPY, LatentSpec, gaussian_log_likelihood, sample_prior
+from ..datasets import ImageData
+from ..latents import STANDARD_NORMAL_ENTROPY, LatentSpec, gaussian_log_likelihood, sample_prior
+from ..models import VAE, QNetwork
+from ..perf.device import resolve_amp
 from .metrics import discrete_entropy, spacing_entropy
-from .models import VAE, QNetwork
 
 PATHS = ("generation", "reconstruction")
 
@@ -172,7 +172,7 @@ def _bootstrap(values: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, 
 
 def _as_decoder(model) -> tuple[Callable, LatentSpec | None, Callable | None, torch.device]:
     """``(decode, latent spec or None, encode or None, device)`` of a Run, a VAE or a bare callable."""
-    from .run import Run
+    from ..runs.run import Run
 
     vae = model.vae if isinstance(model, Run) else model
     if isinstance(vae, VAE):
@@ -199,7 +199,7 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
     """Lower-bound the MI between every latent component and the generated images of a fixed model.
 
     Args:
-        model: a :class:`~vmivae.run.Run`, a :class:`~vmivae.models.VAE`, or any decoder callable
+        model: a :class:`~vmivae.runs.run.Run`, a :class:`~vmivae.models.VAE`, or any decoder callable
             mapping latents ``[B, D + K]`` (Gaussian values, then one-hot) to images ``[B, C, H, W]``.
         latent: the latent spec; needed only for a bare callable.
         path: ``generation`` (prior codes, exact entropy) or ``reconstruction`` (encoder's hard codes of

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

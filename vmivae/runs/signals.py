@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from .errors import TrainingInterrupted
+from ..errors import TrainingInterrupted
 
 
 @contextlib.contextmanager

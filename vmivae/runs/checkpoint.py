@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 from .files import Writer, os_reason, save_tensors
 
 FORMAT = "vmivae-checkpoint"

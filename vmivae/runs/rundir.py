@@ -1,7 +1,7 @@
 """Run folders: who may write one (a lock), which folders may be replaced, and what is written when.
 
 * **One writer per folder.** ``train``, ``--resume`` and ``evaluate`` hold ``<run>/.vmivae.lock`` while
-  they work; a lock whose process is gone is stale and cleared by the next user (``vmivae.runlock``).
+  they work; a lock whose process is gone is stale and cleared by the next user (``vmivae.runs.runlock``).
 * **Ownership.** A folder was written by vmivae when its ``config.json`` is a JSON object with
   ``vmivae_version`` and ``config``. ``--overwrite`` replaces only such a folder (or an empty one) and
   removes only vmivae's own files in it (:data:`RUN_FILES`, the ``eval-*.json`` results the run cache
@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputError, RunInUseError
 from .checkpoint import CHECKPOINT, CONFIG, HISTORY, METRICS, RUN_FILES, checkpoint_writer
-from .errors import OutputError, RunInUseError
 from .files import TEMP, os_reason, remove_stale_temps, write_group, write_json
 from .runlock import LOCK, RunLock, in_use_message, read_lock
 
@@ -69,7 +69,7 @@ def run_info(folder: Path) -> dict[str, Any] | None:
 
 
 def _is_eval_result(path: Path) -> bool:
-    """An ``eval-*.json`` that ``vmivae.run_cache`` wrote beside the run (an ``evaluate`` result)."""
+    """An ``eval-*.json`` that ``vmivae.runs.run_cache`` wrote beside the run (an ``evaluate`` result)."""
     if not (path.name.startswith("eval-") and path.suffix == ".json"):
         return False
     try:

@@ -10,11 +10,11 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..config import Config, from_dict
+from ..errors import CheckpointError, resume_command
+from ..models import VAE, QNetwork
+from ..steps import METRICS, build_networks
 from . import checkpoint as ckpt
-from .config import Config, from_dict
-from .errors import CheckpointError, resume_command
-from .models import VAE, QNetwork
-from .steps import METRICS, build_networks
 
 HISTORY_COLUMNS = ("step", *METRICS, "tau", "codes_used")
 
@@ -45,7 +45,7 @@ class Run:
     @torch.no_grad()
     def generate(self, n: int, seed: int = 0) -> torch.Tensor:
         """``n`` images decoded from prior codes (eval mode), ``[n, C, H, W]`` in [-1, 1]."""
-        from .latents import sample_prior
+        from ..latents import sample_prior
 
         self.vae.eval()
         z, c = sample_prior(self.vae.latent, n, self.device, torch.Generator().manual_seed(seed))
@@ -75,7 +75,7 @@ def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], conf
 
 def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: bool = False) -> Run:
     """Read a run directory back: networks ready in eval mode, config, history and metrics."""
-    from .device import resolve_device
+    from ..perf.device import resolve_device
 
     path = ckpt.check_run_dir(Path(path))
     info, config = read_run_info(path)

@@ -1,4 +1,4 @@
-"""Channels whose mutual information is known exactly, to validate :func:`vmivae.mi.estimate_mi`.
+"""Channels whose mutual information is known exactly, to validate :func:`vmivae.measure.mi.estimate_mi`.
 
 Each channel is a "decoder" from a latent code (2 Gaussian dims + a 10-way code) to 28x28 images:
 
@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .latents import LatentSpec
+from ..latents import LatentSpec
 from .metrics import categorical_mi_exact
 from .mi import EstimatorSettings, estimate_mi
 

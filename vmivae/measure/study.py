@@ -1,13 +1,13 @@
 """Studies: a grid of runs (objective variants x datasets x seeds) trained, measured and saved as data.
 
-A study is a YAML file shipped in ``vmivae/studies`` (see :func:`load_study`)::
+A study is a YAML file shipped in ``vmivae/measure/studies`` (see :func:`load_study`)::
 
     profile: study                       # the training budget every run starts from
     seeds: [0, 1, 2]
     datasets: {mnist-5k: {steps: 1500}, mnist: {steps: 3000}}    # per-dataset overrides
     variants: {paper: {preset: paper-joint, label: ...}, ...}    # preset + overrides per variant
 
-:func:`run_study` trains what the run cache lacks (``vmivae.run_cache``), evaluates every run on its
+:func:`run_study` trains what the run cache lacks (``vmivae.runs.run_cache``), evaluates every run on its
 test split and writes three files that the book reads, so that the book can show a study it did not
 rerun: ``runs.csv`` (one row per run), ``training.csv`` (codes used and H(c) over training) and
 ``meta.json`` (hardware, command, date, wall time). ``./run_all.sh --profile study`` or ``vmivae study``
@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .errors import ConfigError, unknown_name
-from .files import write_bytes, write_json
-from .run_cache import RunSpec, ensure_measured_runs
+from ..errors import ConfigError, unknown_name
+from ..runs.files import write_bytes, write_json
+from ..runs.run_cache import RunSpec, ensure_measured_runs
 
 RESULT_FILES = ("runs.csv", "training.csv", "meta.json")
 # evaluate() result -> the per-run columns of runs.csv
@@ -66,7 +66,7 @@ class Study:
     seeds: tuple[int, ...]
     datasets: dict[str, dict[str, Any]]  # dataset -> config overrides for runs on it
     variants: tuple[Variant, ...]
-    estimator: str = "quick"  # the MI estimator's budget for every run (vmivae.mi.SETTINGS)
+    estimator: str = "quick"  # the MI estimator's budget for every run (vmivae.measure.mi.SETTINGS)
 
     def specs(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, str, int, RunSpec]]:
         """``(dataset, variant, seed, RunSpec)`` for every run of the grid (optionally a part of it)."""
@@ -83,14 +83,14 @@ class Study:
 
 
 def list_studies() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("vmivae").joinpath("studies").iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in resources.files("vmivae.measure").joinpath("studies").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_study(name: str = "joint-objectives") -> Study:
     """A study shipped with the package, checked: every run of its grid must be a valid config."""
     if name not in list_studies():
         raise ConfigError(unknown_name("study", name, list_studies()))
-    data = yaml.safe_load(resources.files("vmivae").joinpath("studies", f"{name}.yaml").read_text())
+    data = yaml.safe_load(resources.files("vmivae.measure").joinpath("studies", f"{name}.yaml").read_text())
     variants = tuple(Variant(k, v["preset"], dict(v.get("overrides") or {}), v.get("label", k)) for k, v in data["variants"].items())
     study = Study(name, str(data.get("description", "")).strip(), data["profile"], tuple(data["seeds"]),
                   {k: dict(v or {}) for k, v in data["datasets"].items()}, variants, data.get("estimator", "quick"))

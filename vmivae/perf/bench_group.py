@@ -1,6 +1,6 @@
-"""``vmivae bench`` rows beyond one run's eager step: grouped runs (``vmivae.grouped``) and the captured step.
+"""``vmivae bench`` rows beyond one run's eager step: grouped runs (``vmivae.perf.grouped``) and the captured step.
 
-Kept apart from ``vmivae.bench`` (which imports this module) so that each stays short.
+Kept apart from ``vmivae.perf.bench`` (which imports this module) so that each stays short.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from ..presets import make_config
 from .device import emulated_bf16
 from .grouped import GroupTrainer
-from .presets import make_config
 
 
 def unavailable(preset: str, variant: str, overrides: dict[str, Any], device: torch.device, emulated: bool = False) -> dict[str, Any] | None:

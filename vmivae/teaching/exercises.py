@@ -4,7 +4,7 @@ In a chapter, a student writes one piece of the method and runs ``check("name", 
 compares the function with the package's own implementation on random inputs and prints one line that
 says whether it is right (or what is wrong). A function that still raises ``NotImplementedError`` is
 reported as not attempted, so an unsolved exercise never stops a notebook. The solutions live in
-``vmivae/exercise_solutions.py`` and the book renders them from there into hidden dropdowns; the tests
+``vmivae/teaching/exercise_solutions.py`` and the book renders them from there into hidden dropdowns; the tests
 run every solution through its checker and every checker against a wrong answer.
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .latents import gaussian_kl_per_dim
-from .metrics import categorical_mi_exact
-from .objectives import aggregate_code_entropy, gaussian_cross_entropy
+from ..latents import gaussian_kl_per_dim
+from ..measure.metrics import categorical_mi_exact
+from ..objectives import aggregate_code_entropy, gaussian_cross_entropy
 
 
 @dataclass(frozen=True)

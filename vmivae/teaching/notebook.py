@@ -2,7 +2,7 @@
 
 A chapter's setup cell is then::
 
-    from vmivae.notebook import setup
+    from vmivae.teaching.notebook import setup
     nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 
 and the chapter trains (or reuses) and measures its runs with ``nb.measured([...])``, shows and saves a
@@ -26,14 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import Config
-from .datasets import ImageData, load
-from .device import resolve_device
-from .plots import figure_saver
-from .presets import make_config
-from .run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
+from ..config import Config
+from ..datasets import ImageData, load
+from ..perf.device import resolve_device
+from ..plots import figure_saver
+from ..presets import make_config
+from ..runs.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
 
-# The MI estimator's budget for each training profile (names of vmivae.mi.SETTINGS).
+# The MI estimator's budget for each training profile (names of vmivae.measure.mi.SETTINGS).
 ESTIMATOR_FOR_PROFILE = {"smoke": "smoke", "quick": "quick", "study": "quick", "full": "full"}
 
 

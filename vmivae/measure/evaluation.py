@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..datasets import ImageData, load
+from ..latents import categorical_kl_uniform, gaussian_kl_per_dim
+from ..runs.run import Run, load_run
 from . import metrics
-from .datasets import ImageData, load
-from .latents import categorical_kl_uniform, gaussian_kl_per_dim
 from .mi import SETTINGS, estimate_mi
-from .run import Run, load_run
 
 
 @torch.no_grad()
@@ -136,11 +136,11 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from .checkpoint import check_run_dir
-    from .errors import CheckpointError, OutputError
-    from .files import os_reason, write_json
-    from .run import read_run_info
-    from .rundir import RunLock, check_output_file
+    from ..errors import CheckpointError, OutputError
+    from ..runs.checkpoint import check_run_dir
+    from ..runs.files import os_reason, write_json
+    from ..runs.run import read_run_info
+    from ..runs.rundir import RunLock, check_output_file
 
     out = check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
     run_dir = check_run_dir(Path(args.run_dir))
@@ -148,7 +148,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         _, config = read_run_info(run_dir)
         if config.dataset == "custom":
             raise CheckpointError(f"the run in {run_dir} was trained on your own images, which vmivae evaluate cannot load; evaluate it "
-                                  f"from Python: vmivae.evaluation.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "
+                                  f"from Python: vmivae.measure.evaluation.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "
                                   "with your train and test images (any form fit() accepts, through vmivae.datasets.as_image_data)")
         paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
         result = evaluate(run_dir, settings=args.profile, paths=paths)

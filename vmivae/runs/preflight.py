@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import Config, from_dict
+from ..datasets import ImageData
+from ..errors import CheckpointError, ConfigError, DataError
+from ..models import check_image_shape
+from ..perf import distributed
+from ..trainer import Trainer
+from ..version import __version__
 from . import checkpoint as ckpt
-from . import distributed
-from .config import Config, from_dict
-from .datasets import ImageData
-from .errors import CheckpointError, ConfigError, DataError
-from .models import check_image_shape
-from .trainer import Trainer
-from .version import __version__
 
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
 

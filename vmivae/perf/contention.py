@@ -69,9 +69,9 @@ def measure_here(preset: str, threads: int, channels_last: bool, steps: int, war
     """One candidate in this process: images/s alone, then beside a busy core."""
     import torch
 
-    from .datasets import load
-    from .presets import make_config
-    from .trainer import Trainer
+    from ..datasets import load
+    from ..presets import make_config
+    from ..trainer import Trainer
 
     torch.set_num_threads(threads)
     config = make_config(preset, "quick", {"channels_last": channels_last, "amp": "none", "batch_size": batch_size, "device": "cpu"})
@@ -87,7 +87,7 @@ def measure_here(preset: str, threads: int, channels_last: bool, steps: int, war
 CHILD = """import sys, json, os
 policy = os.environ.get("OMP_WAIT_POLICY")
 import torch
-from vmivae.contention import measure_here
+from vmivae.perf.contention import measure_here
 print(json.dumps({**measure_here(*json.loads(sys.argv[1])), "omp_wait_policy": policy}))
 """
 
