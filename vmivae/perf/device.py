@@ -6,7 +6,7 @@ One place decides these so that training, the MI estimator and the benchmark mak
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -60,35 +60,30 @@ def emulated_bf16(device: torch.device) -> bool:
 
 @dataclass(frozen=True)
 class DeviceDefaults:
-    """What the ``auto`` settings choose on one device type, and the measurement behind the choice."""
+    """What the ``auto`` settings choose on one device type (the measurements behind each choice are beside the table)."""
 
     amp: str  # amp: auto -> "native" (bf16 where the device computes it natively) or "none" (fp32)
     capture: str  # capture: auto -> "none" or "cuda-graph"
     channels_last: bool  # the faster layout measured here (channels_last is a plain config key; profiles set it)
     bench_groups: tuple[int, ...]  # group sizes `vmivae bench` measures by default (grouped rows)
-    measured: dict[str, float] = field(default_factory=dict)  # images/s, paper-joint, batch 124, vmivae bench
-    source: str = ""  # where the numbers come from
 
 
-# auto departs from the plain step (fp32, NCHW, eager) only where the departure measured faster. The step
-# is small (0.14 GFLOP per image): on a GPU it is bound by kernel launches and Python, not arithmetic, so
-# bf16 and NHWC only add cast and layout kernels there.
+# auto departs from the plain step (fp32, NCHW, eager) only where the departure measured faster (images/s of
+# paper-joint at batch 124, `vmivae bench`). The step is small (0.14 GFLOP per image): on a GPU it is bound by
+# kernel launches and Python, not arithmetic, so bf16 and NHWC only add cast and layout kernels there.
 DEVICE_DEFAULTS: dict[str, DeviceDefaults] = {
     # CPUs: bf16 pays only where the CPU computes it natively. On the 2-core machine of benchmarks/cpu-2core-bf16.md
-    # (bf16 peak 396 vs fp32 187 GFLOP/s) bf16 measured 1.34x faster (numbers below); on a 2-core AVX2 EPYC
-    # without bf16 units (native_bf16 False) the same step ran 4x slower in bf16 (11 vs 45 images/s, measured
-    # on a loaded machine), so auto keeps fp32 there. Layout: NCHW. NHWC gained 6% on the bf16 machine's idle
-    # cores (976 vs 918) but lost 11% on the AVX2 one (372 vs 416, benchmarks/cpu-2core-avx2.md), and with
+    # (bf16 peak 396 vs fp32 187 GFLOP/s) bf16 measured 1.34x faster (fused 918, fused + bf16 1229 images/s); on a
+    # 2-core AVX2 EPYC without bf16 units (native_bf16 False) the same step ran 4x slower in bf16 (11 vs 45 images/s,
+    # measured on a loaded machine), so auto keeps fp32 there. Layout: NCHW. NHWC gained 6% on the bf16 machine's
+    # idle cores (976 vs 918) but lost 11% on the AVX2 one (372 vs 416, benchmarks/cpu-2core-avx2.md), and with
     # another process on one core it collapsed there (vmivae bench --contention).
-    "cpu": DeviceDefaults(amp="native", capture="none", channels_last=False, bench_groups=(1, 4),
-                          measured={"fused": 918, "fused + channels_last": 976, "fused + bf16": 1229},
-                          source="benchmarks/cpu-2core-bf16.md"),
-    # NVIDIA H200, torch 2.11: bf16 and channels_last both slower than fp32 NCHW, so auto never picks bf16
-    # on CUDA. capture: auto stays off until scripts/gpu_check.py has measured the captured step faster
-    # (and equivalent) on a GPU; set capture: cuda-graph to use it now.
-    "cuda": DeviceDefaults(amp="none", capture="none", channels_last=False, bench_groups=(1, 4, 16),
-                           measured={"alternating (reference-style)": 9747, "fused": 15159, "fused + channels_last": 13837,
-                                     "fused + bf16": 13190}, source="vmivae bench on an NVIDIA H200 (torch 2.11)"),
+    "cpu": DeviceDefaults(amp="native", capture="none", channels_last=False, bench_groups=(1, 4)),
+    # NVIDIA H200, torch 2.11 (vmivae bench): fused 15,159 images/s, fused + bf16 13,190, fused + channels_last
+    # 13,837 (the alternating, reference-style step 9,747), so auto never picks bf16 or NHWC on CUDA. capture: auto
+    # stays off until scripts/gpu_check.py has measured the captured step faster (and equivalent) on a GPU; set
+    # capture: cuda-graph to use it now.
+    "cuda": DeviceDefaults(amp="none", capture="none", channels_last=False, bench_groups=(1, 4, 16)),
     # not measured: the plain step
     "mps": DeviceDefaults(amp="none", capture="none", channels_last=False, bench_groups=(1, 4)),
 }
