@@ -178,6 +178,15 @@ def test_the_top_of_the_package_holds_only_the_method_the_loop_and_the_entry_poi
     assert {m.split(".")[1] + ".py" for m in METHOD} <= here
 
 
+def test_the_package_docstring_is_a_reading_list_of_the_layout():
+    """``help(vmivae)`` names the method modules in the order they run, then every subpackage."""
+    doc = vmivae.__doc__
+    positions = [doc.find(f"``{m.split('.')[1]}``") for m in METHOD]
+    assert -1 not in positions and positions == sorted(positions), "the method modules, in pipeline order"
+    subpackages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert {s for s in subpackages if f"``{s}``" not in doc} == set()
+
+
 def test_the_rules_catch_what_they_forbid():
     """Each rule, given a package that breaks it, names the offending module."""
     graph = {"vmivae.latents": set(), "vmivae.models": {"vmivae.latents", "vmivae.errors"}, "vmivae.objectives": {"vmivae.models"},
