@@ -18,15 +18,18 @@
 # %% [markdown]
 # # 1. A variational autoencoder on real digits
 #
-# We train the paper's convolutional VAE {cite}`kingma2014vae` with 32 Gaussian latent dimensions on
-# real MNIST digits {cite}`lecun1998mnist`, look at what it reconstructs and generates, and then ask a
-# question the ELBO does not answer: *which* latent dimensions does the model actually use? This sets up
-# the problem that VMI-VAE {cite}`serdega2020vmi` addresses.
+# We write the paper's convolutional VAE {cite}`kingma2014vae` with 32 Gaussian latent dimensions in a
+# few cells, train it on real MNIST digits {cite}`lecun1998mnist` with a plain PyTorch loop, check that
+# `vmivae`'s model is the same network with the same loss, and then look at what a longer run of it
+# reconstructs and generates. Then we ask a question the ELBO does not answer: *which* latent dimensions
+# does the model actually use? This sets up the problem that VMI-VAE {cite}`serdega2020vmi` addresses.
 #
 # ```{admonition} Learning objectives
 # :class: tip
 # After this chapter you can
 # * write the {term}`ELBO` of a Gaussian VAE and the closed-form KL of one latent dimension;
+# * build the encoder, the decoder and the reparameterised sample in PyTorch and train them with a
+#   training loop of your own;
 # * explain why the paper's mean-squared error with a KL weight of 0.005 is a strongly regularised VAE;
 # * read the KL per dimension as a measure of which dimensions carry information, and see that the ELBO
 #   does not choose them.
@@ -39,15 +42,40 @@ seed = 0  # seeds the one run of this chapter
 workers = 2  # parallel training processes for independent runs
 runs_dir = "../runs"  # trained runs are cached here and shared between the chapters
 figures_dir = "../figures"  # every figure is also saved here as 01_<name>.png
+loop_steps = 0  # steps of the chapter's own loop; 0: the profile's (smoke 5, else 300)
 
 # %%
+import importlib.util
+import os
+import subprocess
+import sys
+
+# In a hosted notebook (Colab) without vmivae: install it, keeping the host's torch.
+if importlib.util.find_spec("vmivae") is None:
+    url = os.environ.get("VMIVAE_REPOSITORY_URL")  # where this notebook came from
+    if not url:
+        raise ModuleNotFoundError("no vmivae: set VMIVAE_REPOSITORY_URL, run again")
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", f"git+{url}"], check=True)
+    subprocess.run([*pip, "mlxtend", "seaborn", "pyyaml", "tqdm"], check=True)
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import vmivae
 from vmivae import plots
+from vmivae.datasets import load
 from vmivae.teaching import exercises
 from vmivae.teaching.notebook import setup
+from vmivae.teaching.show import show_code
 
 nb = setup(
     "01", profile, device, seed, workers, runs_dir, figures_dir
 )  # seeds, run cache, figures/01_<name>.png
+loop_steps = loop_steps or {"smoke": 5}.get(profile, 300)
 
 # %% [markdown]
 # ## The data
@@ -59,6 +87,7 @@ nb = setup(
 
 # %%
 config = nb.config("paper-gaussian-baseline")
+train_images = load(config.dataset, "train", config.data_root).images
 test = nb.test_data("paper-gaussian-baseline")
 print(
     f"dataset {config.dataset}: test images {tuple(test.images.shape)}, pixel range "
@@ -100,19 +129,209 @@ nb.show(
 # $$
 #
 # where the MSE is averaged over pixels (a Gaussian likelihood up to scale; `recon_loss="gaussian"` or
-# `"bernoulli"` give the summed negative log-likelihoods instead). In `vmivae` the two terms are
+# `"bernoulli"` give the summed negative log-likelihoods instead).
 #
-# ```{literalinclude} ../_src/vmivae/latents.py
-# :pyobject: gaussian_kl_per_dim
+# ```{admonition} Exercise 1.1: the KL of one dimension
+# Write `gaussian_kl(mu, logvar)`: $\mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, 1)\big)$ for every
+# element of two tensors of the same shape, with `logvar` $= \log \sigma^2$. Then run the check. At the end
+# of the chapter your function replaces ours inside the training loop.
 # ```
-#
-# ```{literalinclude} ../_src/vmivae/objectives.py
-# :pyobject: reconstruction_loss
+
+
+# %%
+def gaussian_kl(mu, logvar):
+    raise NotImplementedError  # your lines here
+
+
+exercises.check("gaussian_kl", gaussian_kl)
+
+# %% [markdown]
+# ````{admonition} Solution
+# :class: dropdown
+# ```python
+# def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+#     """Exercise 1.1: KL(N(mu, sigma^2) || N(0, 1)) for every element."""
+#     return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
 # ```
+# The KL is zero exactly when $\mu = 0$ and $\sigma = 1$: a dimension whose posterior is the prior for
+# every image carries no information.
+# ````
 #
+# ## The model, in code
+#
+# The encoder is the reference code's: two stride-2 convolutions ($28 \to 14 \to 7$ pixels), a fully
+# connected layer of 512 units, and a last layer that outputs $\mu$ and $\log \sigma^2$ for each of the
+# $D = 32$ dimensions. The decoder mirrors it and ends in $\tanh$. BatchNorm and LeakyReLU (slope 0.2)
+# follow every layer but the first and the last, as in DCGAN and InfoGAN.
+
+# %%
+D = config.continuous  # 32 Gaussian latent dimensions
+
+
+class Encoder(nn.Module):
+    """Images x [B, 1, 28, 28] in [-1, 1] -> mu, logvar [B, D]."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.Sequential(
+            nn.Conv2d(1, 64, 4, stride=2, padding=1),  # 28x28 -> 14x14
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(64, 128, 4, stride=2, padding=1),  # 14x14 -> 7x7
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(0.2),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 7 * 7, 512),
+            nn.BatchNorm1d(512),
+            nn.LeakyReLU(0.2),
+            nn.Linear(512, 2 * D),
+        )
+
+    def forward(self, x):
+        h = self.head(self.trunk(x))
+        return h[:, :D], h[:, D:]  # mu, logvar
+
+
+class Decoder(nn.Module):
+    """Codes z [B, D] -> images x_hat [B, 1, 28, 28] in [-1, 1]."""
+
+    def __init__(self):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(D, 512),
+            nn.BatchNorm1d(512),
+            nn.LeakyReLU(0.2),
+            nn.Linear(512, 64 * 7 * 7),
+            nn.BatchNorm1d(64 * 7 * 7),
+            nn.LeakyReLU(0.2),
+        )
+        self.deconv = nn.Sequential(
+            nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),  # 7x7 -> 14x14
+            nn.BatchNorm2d(32),
+            nn.LeakyReLU(0.2),
+            nn.ConvTranspose2d(32, 1, 4, stride=2, padding=1),  # 14x14 -> 28x28
+        )
+
+    def forward(self, z):
+        return torch.tanh(self.deconv(self.mlp(z).view(-1, 64, 7, 7)))
+
+
+class VAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder, self.decoder = Encoder(), Decoder()
+
+    def forward(self, x, eps=None):
+        """Encode, sample z = mu + sigma * eps (eps ~ N(0, I) unless given), decode."""
+        mu, logvar = self.encoder(x)
+        eps = torch.randn_like(mu) if eps is None else eps
+        z = mu + torch.exp(0.5 * logvar) * eps  # the reparameterised sample
+        return self.decoder(z), mu, logvar
+
+
+# %% [markdown]
+# The loss is the ELBO above, negated, as the paper trains it: the squared error averaged over pixels
+# and images, plus $\beta$ times the KL summed over the dimensions and averaged over the images.
+
+
+# %%
+def kl_per_dim(mu, logvar):
+    """KL(N(mu, sigma^2) || N(0, 1)) for every element, [B, D]."""
+    return 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
+
+
+def elbo_loss(x_hat, x, mu, logvar, kl=kl_per_dim):
+    """The paper's negative ELBO, MSE + beta * KL, and its two terms."""
+    recon = F.mse_loss(x_hat, x)  # averaged over pixels and images
+    kl_term = kl(mu, logvar).sum(dim=1).mean()  # summed over dims, averaged over images
+    return recon + config.kl_weight * kl_term, recon, kl_term
+
+
+# %% [markdown]
+# ## A training loop
+#
+# The loop is plain PyTorch: draw a batch, run the model, compute the loss, backpropagate, take an Adam
+# step, log. It starts from a seed, so two calls with the same arguments train the same model.
+
+
+# %%
+def train(steps, kl=kl_per_dim):
+    """A fresh VAE trained for `steps` steps, and its history (one row per step)."""
+    torch.manual_seed(seed)  # the same weights, batches and noise on every call
+    model = VAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    rows = []
+    for step in tqdm(range(steps), desc="training", mininterval=2):
+        x = train_images[torch.randint(len(train_images), (config.batch_size,))]
+        x_hat, mu, logvar = model(x)
+        loss, recon, kl_term = elbo_loss(x_hat, x, mu, logvar, kl)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        rows.append((step, loss.item(), recon.item(), kl_term.item()))
+    return model, pd.DataFrame(rows, columns=["step", "loss", "recon", "kl_cont"])
+
+
+# %%
+model, history = train(loop_steps)
+nb.show(
+    plots.loss_curves({"this loop": history}, columns=("recon", "kl_cont"), window=10),
+    "loop_curves",
+    caption=f"The loop above, {loop_steps} steps of batch {config.batch_size}: the "
+    "reconstruction error (left) and the KL to the prior (right), moving average over "
+    "10 steps.",
+    alt="Two line plots against the training step: reconstruction MSE and Gaussian KL.",
+)
+
+# %% [markdown]
+# ## The same model in `vmivae`
+#
+# `vmivae.models.VAE` is this network: its parameters have the same names, so it loads our trained
+# weights as they are. On the same batch and the same noise $\varepsilon$ it returns the same images, its
+# loss (`vmivae.steps.loss_terms` and `vmivae.objectives.vae_loss`, what every training step computes)
+# is our loss, and backpropagation gives every parameter the same gradient:
+
+# %%
+package_vae = vmivae.models.VAE(test.image_shape, vmivae.latents.LatentSpec(D))
+package_vae.load_state_dict(model.state_dict())  # the same names: the same network
+objective = vmivae.steps.Objective(  # the ELBO alone: nothing in the MI bound yet
+    vmivae.objectives.MIComponents(), kl_weight=config.kl_weight
+)
+x = train_images[: config.batch_size]
+torch.manual_seed(1)
+x_hat, mu, logvar = model(x)
+loss = elbo_loss(x_hat, x, mu, logvar)[0]
+torch.manual_seed(1)  # the same noise: both draw eps with randn_like(mu)
+out, terms = vmivae.steps.loss_terms(package_vae, None, x, torch.tensor(1.0), objective)
+package_loss = vmivae.objectives.vae_loss(terms, objective.weights)
+torch.testing.assert_close((out.x_hat, out.mu, out.logvar), (x_hat, mu, logvar))
+torch.testing.assert_close(package_loss, loss)
+model.zero_grad()  # drop the loop's last gradients
+loss.backward()
+package_loss.backward()
+package_params = dict(package_vae.named_parameters())
+for name, param in model.named_parameters():
+    torch.testing.assert_close(package_params[name].grad, param.grad)
+print(f"same images, same loss ({loss.item():.5f}), same gradients for all "
+      f"{len(package_params)} parameter tensors")
+
+# %% [markdown]
+# What the package adds is everything around this loop: presets and profiles, a run directory with
+# checkpoints and resume, mixed precision and faster layer forms where the device has them, and a run
+# cache that the chapters share. Its source for the model and the two loss terms:
+
+# %%
+show_code(vmivae.models.Encoder, vmivae.models.Decoder)
+
+# %%
+show_code(vmivae.latents.gaussian_kl_per_dim, vmivae.objectives.reconstruction_loss)
+
+# %% [markdown]
 # The run below is the `paper-gaussian-baseline` preset: the paper's Gaussian model without the MI
-# term. (It still trains the auxiliary network $Q$ beside it, so that notebook 2 can compare.) It is
-# measured right after training (test split, evaluation mode); notebook 4 explains the measurements.
+# term, trained by `vmivae` for the profile's full budget. (It still trains the auxiliary network $Q$
+# beside it, so that notebook 2 can compare.) It is measured right after training (test split,
+# evaluation mode); notebook 4 explains the measurements.
 
 # %%
 (run,), (result,) = nb.measured([nb.spec("paper-gaussian-baseline")])
@@ -192,29 +411,21 @@ nb.show(
 )
 
 # %% [markdown]
-# ```{admonition} Exercise 1.1: the KL of one dimension
-# Write `gaussian_kl(mu, logvar)`: $\mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, 1)\big)$ for every
-# element of two tensors of the same shape, with `logvar` $= \log \sigma^2$. Then run the check.
-# ```
-
+# ## Exercises
+#
+# Your `gaussian_kl` from exercise 1.1, in our training loop: the loop trains a fresh model from the same
+# seed, once with your KL in the loss. With a right answer its losses are ours, step by step; a wrong one
+# shows where the two runs part.
 
 # %%
-def gaussian_kl(mu, logvar):
-    raise NotImplementedError  # your lines here
-
-
-exercises.check("gaussian_kl", gaussian_kl)
+check_steps = min(loop_steps, 20)
+exercises.in_the_loop(
+    "gaussian_kl",
+    lambda: train(check_steps, kl=gaussian_kl)[1]["loss"],
+    history["loss"],
+)
 
 # %% [markdown]
-# ````{admonition} Solution
-# :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: gaussian_kl
-# ```
-# The KL is zero exactly when $\mu = 0$ and $\sigma = 1$: a dimension whose posterior is the prior for
-# every image carries no information.
-# ````
-#
 # ```{admonition} Exercise 1.2: another seed
 # Run `./run_all.sh --only 01 --param seed=1`. Are the same dimensions active? Is their number the same?
 # ```

@@ -20,10 +20,9 @@ def gaussian_cross_entropy(mean: torch.Tensor, log_std: torch.Tensor, z: torch.T
     return nll.sum(dim=1).mean()
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """Exercise 3.1: softmax((logits + g) / tau) with g ~ Gumbel(0, 1) = -log(-log U)."""
-    u = torch.rand_like(logits).clamp(1e-10, 1 - 1e-7)
-    g = -torch.log(-torch.log(u))
+def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
+    """Exercise 3.1: softmax((logits + g) / tau) with g = -log(-log u) ~ Gumbel(0, 1), u ~ U(0, 1)."""
+    g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
     return torch.softmax((logits + g) / tau, dim=-1)
 
 

@@ -2,10 +2,12 @@
 
 In a chapter, a student writes one piece of the method and runs ``check("name", their_function)``: it
 compares the function with the package's own implementation on random inputs and prints one line that
-says whether it is right (or what is wrong). A function that still raises ``NotImplementedError`` is
-reported as not attempted, so an unsolved exercise never stops a notebook. The solutions live in
-``vmivae/teaching/exercise_solutions.py`` and the book renders them from there into hidden dropdowns; the tests
-run every solution through its checker and every checker against a wrong answer.
+says whether it is right (or what is wrong). Then the chapter runs the student's function inside its own
+training loop and ``in_the_loop`` compares that run with the chapter's, step by step, in one more line: a
+wrong answer shows up in the losses. A function that still raises ``NotImplementedError`` is reported as
+not attempted, so an unsolved exercise never stops a notebook. The solutions live in
+``vmivae/teaching/exercise_solutions.py``; each chapter shows its solution in a hidden dropdown (a test keeps
+the two the same). The tests run every solution through its checker and every checker against a wrong answer.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ def _check_gaussian_cross_entropy(fn) -> str | None:
 
 
 def _check_gumbel_softmax(fn) -> str | None:
-    """Shape, simplex, the temperature limit, and argmax frequencies equal to softmax(logits)."""
+    """Shape, simplex, the temperature limit, and argmax frequencies equal to softmax(logits).
+
+    ``fn(logits, tau, u)`` gets its uniform noise ``u`` from the caller (so that a run can be repeated exactly).
+    """
     probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
     logits = probs.log().repeat(20_000, 1)
-    torch.manual_seed(0)
-    y = fn(logits, 0.5)
+    u = torch.rand(logits.shape, generator=torch.Generator().manual_seed(0))
+    y = fn(logits, 0.5, u)
     if tuple(y.shape) != tuple(logits.shape):
         return f"the sample has shape {tuple(y.shape)}, expected {tuple(logits.shape)}"
     if (y < 0).any() or not torch.allclose(y.sum(-1), torch.ones(len(y)), atol=1e-4):
@@ -62,7 +67,7 @@ def _check_gumbel_softmax(fn) -> str | None:
     freq = torch.bincount(y.argmax(-1), minlength=4).double() / len(y)
     if (freq - probs.double()).abs().max() > 0.02:
         return f"argmax frequencies {freq.numpy().round(3).tolist()} do not match the probabilities {probs.tolist()}: is the noise Gumbel?"
-    cold = fn(logits[:200], 0.01)
+    cold = fn(logits[:200], 0.01, u[:200])
     if (cold.max(-1).values < 0.99).float().mean() > 0.05:
         return "at a temperature near 0 the samples should be (nearly) one-hot: divide by tau"
     return None
@@ -124,3 +129,32 @@ def verdict(name: str, fn: Callable) -> tuple[bool | None, str]:
 def check(name: str, fn: Callable) -> None:
     """Print whether ``fn`` solves exercise ``name`` (one line)."""
     print(verdict(name, fn)[1])
+
+
+def loop_verdict(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-4) -> tuple[bool | None, str]:
+    """Run the chapter's loop with the student's function (``run()`` returns its losses, one per step) and
+    compare them with the first losses of the chapter's own run, ``reference``.
+
+    ``(True, ...)`` when every loss matches within ``tol`` (relative), ``(False, where they part)``, ``(None, ...)``
+    when the function is not written yet.
+    """
+    title = EXERCISES[name].title
+    try:
+        losses = [float(v) for v in run()]
+    except NotImplementedError:
+        return None, f"Exercise {title}, in the loop: not attempted yet."
+    except Exception as exc:  # a student's bug: one line, never a stopped notebook
+        return False, f"Exercise {title}, in the loop: the run raised {type(exc).__name__}: {exc}"
+    want = [float(v) for v in reference[: len(losses)]]
+    for step, (got, ref) in enumerate(zip(losses, want)):
+        if not math.isfinite(got) or abs(got - ref) > tol * (1 + abs(ref)):
+            return False, (f"Exercise {title}, in the loop: not yet right: the loss parts from the chapter's at step {step} "
+                           f"(yours {got:.5g}, the chapter's {ref:.5g}).")
+    gap = max((abs(g - r) for g, r in zip(losses, want)), default=0.0)
+    return True, (f"Exercise {title}, in the loop: correct: your {len(losses)} training steps reproduce the chapter's losses "
+                  f"(largest difference {gap:.1e}).")
+
+
+def in_the_loop(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-4) -> None:
+    """Print how the student's function did inside the chapter's training loop (one line; see :func:`loop_verdict`)."""
+    print(loop_verdict(name, run, reference, tol)[1])
