@@ -28,6 +28,7 @@
 # :class: tip
 # After this chapter you can
 # * derive $I(c; \tilde x) \ge H(c) - \mathrm{CE}$ and say when it is tight;
+# * write $Q$, the MI term and one training step of VMI-VAE in PyTorch, and train with them;
 # * say which $H(c)$ the bound needs for codes from the prior and for codes from the encoder;
 # * explain how one backward pass trains both the VAE (weighted by $\lambda$) and $Q$ (the fused step);
 # * read an MI bound for a Gaussian dimension, which can exceed its "entropy".
@@ -41,16 +42,42 @@ lambda_cont = 0.0005  # weight of the MI term on z0, z1 in the VMI run (the pape
 workers = 2  # parallel training processes
 runs_dir = "../runs"  # the run cache, shared by the chapters
 figures_dir = "../figures"  # figures are saved here as 02_<name>.png
+loop_steps = 0  # steps of the chapter's own loop; 0: the profile's (smoke 2, else 100)
 
 # %%
-import numpy as np
+import importlib.util
+import os
+import subprocess
+import sys
 
+# In a hosted notebook (Colab) without vmivae: install it, keeping the host's torch.
+if importlib.util.find_spec("vmivae") is None:
+    url = os.environ.get("VMIVAE_REPOSITORY_URL")  # where this notebook came from
+    if not url:
+        raise ModuleNotFoundError("no vmivae: set VMIVAE_REPOSITORY_URL, run again")
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", f"git+{url}"], check=True)
+    subprocess.run([*pip, "mlxtend", "seaborn", "pyyaml", "tqdm"], check=True)
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+import vmivae
 from vmivae import plots
-from vmivae.latents import STANDARD_NORMAL_ENTROPY
+from vmivae.datasets import load
+from vmivae.latents import STANDARD_NORMAL_ENTROPY, gaussian_kl
 from vmivae.teaching import exercises
 from vmivae.teaching.notebook import setup
+from vmivae.teaching.show import show_code
 
 nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
+loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
 
 # %% [markdown]
 # ## A lower bound on the information in a code
@@ -73,11 +100,34 @@ nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 # with equality when $Q$ is the true posterior. $Q$ is a network (the {term}`auxiliary network Q`): the
 # encoder's two convolutions, a layer over the whole $7 \times 7$ map and a head that outputs a mean and
 # a log standard deviation for every Gaussian component (and logits for a categorical one), so that
-# $-\log Q(c \mid \tilde x)$ is a Gaussian negative log-likelihood:
+# $-\log Q(c \mid \tilde x)$ is a Gaussian negative log-likelihood.
 #
-# ```{literalinclude} ../_src/vmivae/objectives.py
-# :pyobject: gaussian_cross_entropy
+# ```{admonition} Exercise 2.1: Q's Gaussian cross-entropy
+# Write `gaussian_cross_entropy(mean, log_std, z)`: $-\log \mathcal N(z; \text{mean}, e^{2 \log\text{std}})$ for
+# tensors `[B, M]`, summed over the $M$ dimensions and averaged over the batch. Later in the chapter it
+# becomes the MI term of a training run.
 # ```
+
+
+# %%
+def gaussian_cross_entropy(mean, log_std, z):
+    raise NotImplementedError  # your lines here
+
+
+exercises.check("gaussian_cross_entropy", gaussian_cross_entropy)
+
+# %% [markdown]
+# ````{admonition} Solution
+# :class: dropdown
+# ```python
+# def gaussian_cross_entropy(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+#     """Exercise 2.1: -log N(z; mean, std^2), summed over the dims and averaged over the batch."""
+#     nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
+#     return nll.sum(dim=1).mean()
+# ```
+# For a $Q$ that predicts $\text{mean} = z$ up to a residual spread $\sigma$, the expectation is
+# $\tfrac12 + \log\sigma + \tfrac12\log 2\pi$ per dimension, so $h(z) - \mathrm{CE} = -\log\sigma$: the note below.
+# ````
 #
 # ## Which $H(c)$?
 #
@@ -113,21 +163,170 @@ nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 # encoder's samples) and generations $\mathrm{Dec}(z)$, $z \sim \mathcal N(0, I)$ (targets: those prior
 # draws); the `paper-gaussian` preset does the same (`mi_source: both`) with $\lambda = 0.0005$.
 #
-# The reference code alternates two updates and so runs the VAE forward twice per step. `vmivae` computes
-# both from **one** forward pass (the {term}`fused step`): $Q$ reads the decoded images once, and the
-# gradient flowing back from $Q$ into the decoder is multiplied by $\lambda$ on its way, while $Q$'s own
-# weights receive the unscaled gradient. A test checks that these gradients equal the two separate
-# computations. The whole step:
+# ## Q, the MI term and one step, in code
 #
-# ```{literalinclude} ../_src/vmivae/steps.py
-# :pyobject: Stepper._fused
-# ```
+# The VAE is chapter 1's network, `vmivae.models.VAE`. $Q$ is new: the encoder's two convolutions (with
+# weights of its own), a convolution over the whole $7 \times 7$ map, and a head that outputs a mean and a
+# log standard deviation for each of the $M = 2$ dimensions in the bound.
+
+# %%
+config = nb.config("paper-gaussian", lambda_cont=lambda_cont)
+train_images = load(config.dataset, "train", config.data_root).images
+image_shape = tuple(train_images.shape[1:])  # (1, 28, 28)
+dims = list(config.mi_dims)  # [0, 1]: the Gaussian dimensions in the bound
+M = len(dims)
+
+
+class Q(nn.Module):
+    """Images [N, 1, 28, 28] -> Q's guess of z[:, dims]: mean, log_std [N, M]."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Sequential(  # the encoder's two convolutions, with weights of its own
+                nn.Conv2d(1, 64, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(64, 128, 4, stride=2, padding=1),
+                nn.BatchNorm2d(128),
+                nn.LeakyReLU(0.2),
+            ),
+            nn.Conv2d(128, 128, 7),  # one output position: the whole 7x7 map
+            nn.BatchNorm2d(128),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(128, 2 * M, 1),
+            nn.Flatten(),
+        )
+
+    def forward(self, images):
+        h = self.net(images)
+        return h[:, :M], h[:, M:]  # mean, log_std
+
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def mi_cross_entropy(mean, log_std, z):
+    """The MI term CE = -log Q(z | x~): summed over the M dims, batch mean."""
+    nll = 0.5 * ((z - mean) * torch.exp(-log_std)) ** 2 + log_std + 0.5 * LOG_2PI
+    return nll.sum(dim=1).mean()
+
+
+# %% [markdown]
+# One step of the reference code's schedule: first the VAE, on its ELBO plus $\lambda\,\mathrm{CE}$ (the
+# gradient also reaches $Q$'s weights, and is dropped), then $Q$, on the cross-entropy of images from a
+# second VAE pass made without gradients: $Q$ learns to read the codes, and cannot change the images.
+
+
+# %%
+def decoded(vae, x):
+    """A VAE pass over x and as many prior codes: the images in the bound, the codes."""
+    out = vae(x, n_prior=len(x))  # one decoder call for both kinds of code
+    images = torch.cat([out.x_hat, out.x_prior])  # reconstructions, then generations
+    codes = torch.cat([out.z, out.z_prior])[:, dims]  # the codes Q must read back
+    return out, images, codes
+
+
+def vmi_step(vae, q, vae_opt, q_opt, x, ce=mi_cross_entropy):
+    """One alternating step: the VAE's update, then Q's. Returns both losses."""
+    out, images, codes = decoded(vae, x)
+    elbo = F.mse_loss(out.x_hat, x) + config.kl_weight * gaussian_kl(out.mu, out.logvar)
+    loss_vae = elbo + lambda_cont * ce(*q(images), codes)
+    vae_opt.zero_grad()
+    loss_vae.backward()
+    vae_opt.step()
+    with torch.no_grad():  # Q's update: detached images from a second pass
+        _, images, codes = decoded(vae, x)
+    loss_q = ce(*q(images), codes)
+    q_opt.zero_grad()
+    loss_q.backward()
+    q_opt.step()
+    return loss_vae.item(), loss_q.item()
+
+
+def train_vmi(steps, ce=mi_cross_entropy):
+    """A fresh VAE and Q trained together; their history, one row per step."""
+    torch.manual_seed(seed)  # the same weights, batches and noise on every call
+    vae, q = vmivae.models.VAE(image_shape, config.latent), Q()
+    vae_opt = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    q_opt = torch.optim.Adam(q.parameters(), lr=config.q_lr)
+    rows = []
+    for step in tqdm(range(steps), desc="training", mininterval=2):
+        x = train_images[torch.randint(len(train_images), (config.batch_size,))]
+        rows.append((step, *vmi_step(vae, q, vae_opt, q_opt, x, ce)))
+    return vae, q, pd.DataFrame(rows, columns=["step", "loss", "ce_cont"])
+
+
+# %%
+vae, q, history = train_vmi(loop_steps)
+nb.show(
+    plots.mi_curves(
+        {"this loop": history},
+        "ce_cont",
+        entropy=2 * STANDARD_NORMAL_ENTROPY,
+        title="this loop's Q on z0, z1: 2.84 - CE (diagnostic)",
+    ),
+    "loop_mi_curve",
+    caption=f"The loop above, {loop_steps} alternating steps: how well Q reads z0 and "
+    "z1 back from the images, as 2.84 nats minus its cross-entropy (a diagnostic, "
+    "explained below).",
+    alt="A line plot against the training step of 2.84 minus Q's cross-entropy.",
+)
+
+# %% [markdown]
+# ## The same step in `vmivae`
 #
-# and the piece that scales the gradient:
-#
-# ```{literalinclude} ../_src/vmivae/steps.py
-# :pyobject: scale_grad
-# ```
+# `vmivae.steps.Stepper` with `mode="alternating"` runs the reference schedule. Given our weights, the
+# same batch and the same random draws (the same seed: both draw the noise in the same order), one step
+# of it returns our two losses and leaves the same gradients and the same weights in both networks.
+# (The check steps with plain SGD: Adam divides each gradient by its own size, so a gradient that is zero
+# up to rounding, such as that of a bias followed by BatchNorm, would move by a full step either way.)
+
+# %%
+package_vae, package_q = vmivae.steps.build_networks(image_shape, config)
+package_vae.load_state_dict(vae.state_dict())
+package_q.load_state_dict(q.state_dict())  # the same names: the same Q
+sgd = torch.optim.SGD
+stepper = vmivae.steps.Stepper(
+    package_vae,
+    package_q,
+    list(package_vae.parameters()),
+    list(package_q.parameters()),
+    vmivae.trainer.objective_of(config),  # the run's loss: beta, lambda, the bound
+    sgd(package_vae.parameters(), lr=config.lr),
+    sgd(package_q.parameters(), lr=config.q_lr),
+    mode="alternating",
+)
+x = train_images[: config.batch_size]
+optimizers = sgd(vae.parameters(), lr=config.lr), sgd(q.parameters(), lr=config.q_lr)
+torch.manual_seed(1)
+losses = vmi_step(vae, q, *optimizers, x)
+torch.manual_seed(1)
+metrics = stepper(x, torch.tensor(1.0))
+names = vmivae.steps.METRICS
+package_losses = metrics[[names.index("loss"), names.index("q_loss")]]
+torch.testing.assert_close(package_losses, torch.tensor(losses))
+for ours, theirs in ((vae, package_vae), (q, package_q)):
+    package_params = dict(theirs.named_parameters())
+    for name, param in ours.named_parameters():
+        torch.testing.assert_close(package_params[name].grad, param.grad)
+        torch.testing.assert_close(package_params[name], param)
+print(f"same losses (VAE {losses[0]:.5f}, Q {losses[1]:.5f}), gradients and weights")
+
+# %% [markdown]
+# `vmivae` trains with a faster step that gives the two networks the same gradients from **one**
+# forward pass (the {term}`fused step`, `mode="fused"`, the default): $Q$ reads the decoded images once, and
+# the gradient flowing back from $Q$ into the decoder is multiplied by $\lambda$ on its way, while $Q$'s
+# own weights receive the unscaled gradient, exactly as if the images were detached. It saves the second
+# VAE pass (so $Q$ learns from the images of the VAE before its update, not after), and a test checks
+# that its gradients equal the two separate computations. The step, and the piece that scales the
+# gradient:
+
+# %%
+show_code(vmivae.steps.scale_grad, vmivae.steps.Stepper._fused)
+
+# %% [markdown]
+# The runs below are the package's, for the profile's full budget: the `paper-gaussian` preset and its
+# baseline ($\lambda = 0$, $Q$ still trained).
 
 # %%
 (vmi, baseline), measured = nb.measured(
@@ -232,29 +431,21 @@ for name, result in results.items():
     )
 
 # %% [markdown]
-# ```{admonition} Exercise 2.1: Q's Gaussian cross-entropy
-# Write `gaussian_cross_entropy(mean, log_std, z)`: $-\log \mathcal N(z; \text{mean}, e^{2 \log\text{std}})$ for
-# tensors `[B, M]`, summed over the $M$ dimensions and averaged over the batch.
-# ```
-
+# ## Exercises
+#
+# Your `gaussian_cross_entropy` from exercise 2.1 as the MI term of our loop: a fresh VAE and $Q$ from the
+# same seed, trained with your function in both updates. A right answer reproduces our losses step by
+# step; a wrong one changes what $Q$ learns and what the decoder is pushed to draw.
 
 # %%
-def gaussian_cross_entropy(mean, log_std, z):
-    raise NotImplementedError  # your lines here
-
-
-exercises.check("gaussian_cross_entropy", gaussian_cross_entropy)
+check_steps = min(loop_steps, 10)
+exercises.in_the_loop(
+    "gaussian_cross_entropy",
+    lambda: train_vmi(check_steps, ce=gaussian_cross_entropy)[2]["loss"],
+    history["loss"],
+)
 
 # %% [markdown]
-# ````{admonition} Solution
-# :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: gaussian_cross_entropy
-# ```
-# For a $Q$ that predicts $\text{mean} = z$ up to a residual spread $\sigma$, the expectation is
-# $\tfrac12 + \log\sigma + \tfrac12\log 2\pi$ per dimension, so $h(z) - \mathrm{CE} = -\log\sigma$: the note above.
-# ````
-#
 # ```{admonition} Exercise 2.2: another seed
 # Run `./run_all.sh --only 02 --param seed=1`. Do $z_0$ and $z_1$ stay among the most informative
 # dimensions of the VMI model? Which dimensions does the baseline use this time?
