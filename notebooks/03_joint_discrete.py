@@ -28,6 +28,7 @@
 # :class: tip
 # After this chapter you can
 # * sample a relaxed one-hot code with the Gumbel-softmax trick and explain what the temperature does;
+# * write the joint model's loss with the true bound on the code, and train with it;
 # * say which entropy the bound $I(c; \tilde x) \ge H(c) - \mathrm{CE}$ needs on the reconstruction path
 #   and on the generation path, and why dropping it lets the code collapse;
 # * read a "codes used" curve and a confusion table, and score a code as a clustering (Hungarian and
@@ -42,17 +43,43 @@ lambda_cat = 0.01  # weight of the code's MI term in the two MI runs (the paper'
 workers = 2  # parallel training processes
 runs_dir = "../runs"  # the run cache, shared by the chapters
 figures_dir = "../figures"  # figures are saved here as 03_<name>.png
+loop_steps = 0  # steps of the chapter's own loop; 0: the profile's (smoke 2, else 100)
 
 # %%
+import importlib.util
+import os
+import subprocess
+import sys
+
+# In a hosted notebook (Colab) without vmivae: install it, keeping the host's torch.
+if importlib.util.find_spec("vmivae") is None:
+    url = os.environ.get("VMIVAE_REPOSITORY_URL")  # where this notebook came from
+    if not url:
+        raise ModuleNotFoundError("no vmivae: set VMIVAE_REPOSITORY_URL, run again")
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    subprocess.run([*pip, "--no-deps", f"git+{url}"], check=True)
+    subprocess.run([*pip, "mlxtend", "seaborn", "pyyaml", "tqdm"], check=True)
+
+import functools
+import math
 
 import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
+import vmivae
 from vmivae import plots
+from vmivae.datasets import load
+from vmivae.latents import gaussian_kl, temperature_at
 from vmivae.measure.evaluation import encode_dataset
+from vmivae.objectives import gaussian_cross_entropy
 from vmivae.teaching import exercises
 from vmivae.teaching.notebook import setup
+from vmivae.teaching.show import show_code
 
 nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
+loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
 
 # %% [markdown]
 # ## Gumbel-softmax
@@ -67,11 +94,7 @@ nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 #
 # a point on the simplex whose argmax is distributed exactly as $q(c \mid x)$, and which approaches a
 # one-hot vector as the {term}`temperature` $\tau \to 0$. Gradients flow through $y$ into $\alpha$. The KL
-# to the uniform prior is analytic: $\mathrm{KL} = \sum_k q_k (\log q_k + \log K)$. In `vmivae`:
-#
-# ```{literalinclude} ../_src/vmivae/latents.py
-# :pyobject: gumbel_softmax_sample
-# ```
+# to the uniform prior is analytic: $\mathrm{KL} = \sum_k q_k (\log q_k + \log K)$.
 
 # %%
 nb.show(
@@ -85,14 +108,16 @@ nb.show(
 
 # %% [markdown]
 # ```{admonition} Exercise 3.1: a Gumbel-softmax sample
-# Write `gumbel_softmax(logits, tau)` from the formula above, for logits of shape `[B, K]`, and run the
-# check. It tests the shape, that samples lie on the simplex, that their argmax follows
-# $\operatorname{softmax}(\alpha)$, and the $\tau \to 0$ limit.
+# Write `gumbel_softmax(logits, tau, u)` from the formula above, for logits of shape `[B, K]` and uniform
+# noise `u` of the same shape (the caller draws it, so that a training run can be repeated exactly), and
+# run the check. It tests the shape, that samples lie on the simplex, that their argmax follows
+# $\operatorname{softmax}(\alpha)$, and the $\tau \to 0$ limit. Later your function samples the code of a
+# training run.
 # ```
 
 
 # %%
-def gumbel_softmax(logits, tau):
+def gumbel_softmax(logits, tau, u):
     raise NotImplementedError  # your lines here
 
 
@@ -101,8 +126,11 @@ exercises.check("gumbel_softmax", gumbel_softmax)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: gumbel_softmax
+# ```python
+# def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
+#     """Exercise 3.1: softmax((logits + g) / tau) with g = -log(-log u) ~ Gumbel(0, 1), u ~ U(0, 1)."""
+#     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
+#     return torch.softmax((logits + g) / tau, dim=-1)
 # ```
 # Clamping $u$ away from 0 and 1 keeps both logarithms finite; `vmivae` draws the same noise as
 # $-\log E$ with $E \sim \mathrm{Exp}(1)$.
@@ -154,11 +182,7 @@ print(
 # alone rewards that {term}`code collapse`; maximising the bound does not. `vmivae` adds the missing
 # term as the option `aggregate_entropy` (preset `vmi-joint`), weighted like the cross-entropy so that the
 # code's term is exactly $\lambda_{\text{cat}}\,(H - \mathrm{CE})$. The entropy is estimated on each batch
-# from the mean of the encoder's posteriors:
-#
-# ```{literalinclude} ../_src/vmivae/objectives.py
-# :pyobject: aggregate_code_entropy
-# ```
+# from the mean of the encoder's posteriors.
 #
 # The same quantity, $H(Y) - H(Y \mid X)$ of a classifier's output, is what IMSAT {cite}`hu2017imsat` and
 # IIC {cite}`ji2019iic` maximise to cluster images.
@@ -167,7 +191,8 @@ print(
 # ```{admonition} Exercise 3.2: the aggregate code entropy
 # Write `aggregate_entropy(logits)` for encoder logits of shape `[B, K]`: the entropy, in nats, of the
 # batch's mean posterior. Careful: the mean of each posterior's entropy, $\mathbb E_x H(q(c \mid x))$, is a
-# different quantity (the check tells you if you wrote that one).
+# different quantity (the check tells you if you wrote that one). Later your function gives the $H(c)$
+# of a training run.
 # ```
 
 
@@ -181,17 +206,164 @@ exercises.check("aggregate_entropy", aggregate_entropy)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: aggregate_entropy
+# ```python
+# def aggregate_entropy(logits: torch.Tensor) -> torch.Tensor:
+#     """Exercise 3.2: the entropy of the batch's mean posterior, H(mean_b softmax(logits_b))."""
+#     p = torch.softmax(logits, dim=-1).mean(dim=0)
+#     return -(p * torch.log(p.clamp_min(1e-12))).sum()
 # ```
 # The entropy is concave, so the entropy of a batch mean is on average a little *below* $H(q(c))$ (about
 # $(K - 1) / 2B$ nats at most for hard posteriors: 0.036 nats at the paper's batch of 124, 0.070 at the quick
 # profile's 64).
 # ````
 #
+# ## The joint model's step, in code
+#
+# The networks are chapter 2's, with a code: the encoder also outputs $K = 10$ logits, the decoder reads
+# $[z, c]$, and $Q$ also outputs logits for $c$. The new pieces are the three functions of this chapter:
+# the relaxed sample, the categorical KL and the batch's $H(c)$.
+
+# %%
+config = nb.config("vmi-joint", lambda_cat=lambda_cat)  # the true bound on the code
+train_images = load(config.dataset, "train", config.data_root).images
+image_shape = tuple(train_images.shape[1:])  # (1, 28, 28)
+D, K = config.continuous, config.categorical  # 16 Gaussian dims, a 10-way code
+dims = list(config.mi_dims)  # [0, 1]: the Gaussian dims in the bound, beside the code
+
+
+def gumbel_softmax_sample(logits, tau, u):
+    """A relaxed one-hot sample [B, K] from logits and uniform noise u [B, K]."""
+    g = -torch.log(-torch.log(u))  # Gumbel(0, 1)
+    return F.softmax((logits + g) / tau, dim=-1)
+
+
+def categorical_kl(logits):
+    """KL(q(c | x) || Uniform(K)) = sum_k q_k (log q_k + log K), batch mean."""
+    log_q = F.log_softmax(logits, dim=-1)
+    return (log_q.exp() * (log_q + math.log(K))).sum(dim=-1).mean()
+
+
+def code_entropy(logits):
+    """H(c) of the batch's codes: the entropy of the mean posterior, in nats."""
+    q_mean = F.softmax(logits, dim=-1).mean(dim=0)
+    return -(q_mean * q_mean.clamp_min(1e-12).log()).sum()
+
+
+# %% [markdown]
+# The loss is chapter 2's with the code added: its KL beside the Gaussian KL, and the true bound
+# $-\lambda_{\text{cat}}\,(H(c) - \mathrm{CE}_{\text{cat}})$ beside $\lambda_{\text{cont}}\,\mathrm{CE}_{\text{cont}}$ for
+# $z_0, z_1$. On the reconstruction path $Q$ reads the reconstructions back.
+
+
+# %%
+def q_cross_entropies(q, images, c, z):
+    """Q's CE on the code, -log Q(c | x~), and on z[:, dims]."""
+    q_logits, q_mean, q_log_std = q(images)
+    ce_cat = -(c * F.log_softmax(q_logits, dim=-1)).sum(dim=-1).mean()
+    return ce_cat, gaussian_cross_entropy(q_mean, q_log_std, z[:, dims])
+
+
+def joint_loss(
+    vae, q, x, tau, noise, sample=gumbel_softmax_sample, entropy=code_entropy
+):
+    """The VAE's loss on one pass, two of its terms, and what Q reads: images, c, z.
+
+    The code is sampled by `sample`, its H(c) computed by `entropy`.
+    """
+    eps, u = noise
+    mu, logvar, logits = vae.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * eps
+    c = sample(logits, tau, u)
+    x_hat = vae.decode(torch.cat([z, c], dim=1))
+    kl = gaussian_kl(mu, logvar) + categorical_kl(logits)
+    ce_cat, ce_cont = q_cross_entropies(q, x_hat, c, z)
+    h = entropy(logits)
+    loss = F.mse_loss(x_hat, x) + config.kl_weight * kl  # the ELBO, then the bound
+    loss = loss + lambda_cat * ce_cat + config.lambda_cont * ce_cont - lambda_cat * h
+    return loss, (ce_cat, h), (x_hat, c, z)
+
+
+def joint_step(vae, q, vae_opt, q_opt, x, tau, **pieces):
+    """The VAE's update, then Q's on the same pass's images, detached."""
+    noise = torch.randn(len(x), D), torch.rand(len(x), K)
+    loss, (ce_cat, h), decoded = joint_loss(vae, q, x, tau, noise, **pieces)
+    vae_opt.zero_grad()
+    loss.backward()
+    vae_opt.step()
+    loss_q = sum(q_cross_entropies(q, *(t.detach() for t in decoded)))
+    q_opt.zero_grad()
+    loss_q.backward()
+    q_opt.step()
+    return loss.item(), ce_cat.item(), h.item()
+
+
+def train_joint(steps, **pieces):
+    """A fresh joint VAE and Q trained together, and their history."""
+    torch.manual_seed(seed)  # the same weights, batches and noise on every call
+    vae, q = vmivae.steps.build_networks(image_shape, config)
+    vae_opt = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    q_opt = torch.optim.Adam(q.parameters(), lr=config.q_lr)
+    rows = []
+    for step in tqdm(range(steps), desc="training", mininterval=2):
+        tau = temperature_at(
+            step, config.tau0, config.tau_min, config.tau_rate, config.tau_interval
+        )
+        x = train_images[torch.randint(len(train_images), (config.batch_size,))]
+        rows.append((step, *joint_step(vae, q, vae_opt, q_opt, x, tau, **pieces)))
+    return vae, q, pd.DataFrame(rows, columns=["step", "loss", "ce_cat", "h_cat"])
+
+
+# %%
+vae, q, history = train_joint(loop_steps)
+nb.show(
+    plots.loss_curves({"this loop": history}, columns=("ce_cat", "h_cat"), window=10),
+    "loop_curves",
+    caption=f"The loop above, {loop_steps} steps with the true bound: Q's "
+    "cross-entropy on the code (left) and the batch's H(c) (right), moving average "
+    "over 10 steps; their difference is the bound.",
+    alt="Two line plots against the training step: the code's cross-entropy and H(c).",
+)
+
+# %% [markdown]
+# ## The same loss in `vmivae`
+#
+# On the same networks, batch and noise, the package's terms (`vmivae.steps.loss_terms`, what each of its
+# training steps computes, with the Gumbel noise $g = -\log(-\log u)$ handed to the model) and its loss
+# are ours, and so are the gradients they give both networks:
+
+# %%
+objective = vmivae.trainer.objective_of(config)  # beta, both lambdas, H(c) in the loss
+x, tau = train_images[: config.batch_size], torch.tensor(config.tau_min)
+eps, u = noise = torch.randn(len(x), D), torch.rand(len(x), K)
+loss, (ce_cat, h), (x_hat, c, z) = joint_loss(vae, q, x, tau, noise)
+nets = [*vae.parameters(), *q.parameters()]
+grads = torch.autograd.grad(loss, nets)
+gumbel = -torch.log(-torch.log(u))  # the same noise, as the package's model takes it
+package_vae = functools.partial(vae, noise={"eps": eps, "gumbel": gumbel})
+out, terms = vmivae.steps.loss_terms(package_vae, q, x, tau, objective)
+package_loss = vmivae.objectives.vae_loss(terms, objective.weights)
+torch.testing.assert_close((out.x_hat, out.c, out.z), (x_hat, c, z))
+torch.testing.assert_close((terms.ce_cat, terms.h_cat), (ce_cat, h))
+torch.testing.assert_close(package_loss, loss)
+torch.testing.assert_close(torch.autograd.grad(package_loss, nets), grads)
+print(f"same images, terms, loss ({loss.item():.5f}) and gradients")
+
+# %% [markdown]
+# The package's versions of the three pieces:
+
+# %%
+show_code(
+    vmivae.latents.gumbel_softmax_sample,
+    vmivae.latents.categorical_kl_uniform,
+    vmivae.objectives.aggregate_code_entropy,
+)
+
+# %% [markdown]
+#
 # ## Three runs: the baseline, the paper's objective, and the true bound
 #
-# Every run below is the paper's joint model with the same budget and seed; only the MI term differs.
+# Every run below is the paper's joint model, trained by `vmivae` with the profile's full budget and the
+# same seed; only the MI term differs.
 # During training `vmivae` records, every `log_every` steps, how many of the 10 categories were the most
 # probable one for at least 1% of the training images ("codes used").
 
@@ -308,6 +480,27 @@ pd.DataFrame(
 # nats is both the exact $H(c)$ and the ceiling. One seed and a short budget: chapter 5 repeats the
 # comparison over three seeds, at a longer budget and on full MNIST, and gives intervals.
 #
+# ## Exercises
+#
+# Your `gumbel_softmax` (exercise 3.1) samples the code and your `aggregate_entropy` (exercise 3.2) gives
+# $H(c)$ in our loop: a fresh model from the same seed, trained with your two functions. Right answers
+# reproduce our losses step by step; the mean of the posteriors' entropies, or noise that is not Gumbel,
+# shows in the run.
+
+# %%
+check_steps = min(loop_steps, 10)
+exercises.in_the_loop(
+    "gumbel_softmax",
+    lambda: train_joint(check_steps, sample=gumbel_softmax)[2]["loss"],
+    history["loss"],
+)
+exercises.in_the_loop(
+    "aggregate_entropy",
+    lambda: train_joint(check_steps, entropy=aggregate_entropy)[2]["loss"],
+    history["loss"],
+)
+
+# %% [markdown]
 # ```{admonition} Exercise 3.3: another seed
 # Rerun this chapter with another seed (the parameters cell is papermill's, so it is one command):
 # `./run_all.sh --only 03 --param seed=1`. Does the paper's objective collapse to the same number of codes?
