@@ -87,7 +87,7 @@ def test_adam_is_capturable_only_while_capturing():
     assert not graphed.vae_opt.state_dict()["param_groups"][0]["capturable"]  # a checkpoint resumes eagerly
 
 
-@pytest.mark.parametrize("overrides", [{}, {"amp": "bf16"}, {"mi_source": "both"}])
+@pytest.mark.parametrize("overrides", [{}, {"amp": "bf16"}, {"mi_source": "both"}, {"mi_source": "generation", "mi_dims": [3, 0, 1]}])
 def test_the_graph_safe_step_returns_the_eager_metrics(overrides):
     a, b = _trainer(**overrides), _trainer(**overrides)
     x = a.images[:8]
@@ -98,6 +98,26 @@ def test_the_graph_safe_step_returns_the_eager_metrics(overrides):
     assert got.shape == expected.shape == (9 + 10,)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert got[9:].sum() == 8  # argmax counts: every image once
+
+
+@pytest.mark.parametrize("source", ["reconstruction", "generation", "both"])
+@pytest.mark.parametrize("dims", [(0,), (2, 3, 4), (5, 1, 2), (0, 2, 4, 5)])
+def test_the_capture_safe_pieces_equal_the_plain_ones(source, dims):
+    """Targets by slices, log K as a fill, argmax counts by comparison: the plain step's values, bit for bit."""
+    from vmivae import steps
+    from vmivae.latents import LatentSpec
+    from vmivae.models import VAE
+    from vmivae.objectives import MIComponents
+    from vmivae.perf import capture_safe
+
+    torch.manual_seed(0)
+    out = VAE((1, 28, 28), LatentSpec(6, 4))(torch.rand(5, 1, 28, 28) * 2 - 1, 0.7, n_prior=5 if source != "reconstruction" else 0)
+    objective = steps.Objective(MIComponents(True, dims), source)
+    for got, plain in zip(capture_safe.mi_targets(out, objective), steps.mi_targets(out, objective)):
+        torch.testing.assert_close(got, plain, rtol=0, atol=0)
+    torch.testing.assert_close(capture_safe.code_entropy(out, objective), steps.code_entropy(out, objective), rtol=0, atol=0)
+    logits = torch.randn(40, 7)
+    torch.testing.assert_close(capture_safe.code_counts(logits), steps.code_counts(logits), rtol=0, atol=0)
 
 
 def test_capture_off_cuda_is_a_config_error_and_auto_stays_eager(tmp_path):

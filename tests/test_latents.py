@@ -15,6 +15,7 @@ from vmivae.latents import (
     gaussian_kl_per_dim,
     gaussian_log_likelihood,
     gaussian_sample,
+    gumbel_noise,
     gumbel_softmax_sample,
     one_hot_argmax,
     sample_prior,
@@ -125,6 +126,28 @@ def test_sample_prior_and_spec(gen):
     assert abs(z.std().item() - 1.0) < 0.01
     mu, logvar, logits = spec.split_params(torch.arange(10.0).repeat(2, 1))
     assert mu.tolist()[0] == [0, 1, 2] and logvar.tolist()[0] == [3, 4, 5] and logits.tolist()[0] == [6, 7, 8, 9]
+
+
+def test_given_noise_is_the_noise_that_would_have_been_drawn():
+    """A sample with its noise given (as a group of runs gives it) equals the sample that draws it, draw for draw."""
+    mu, logvar, logits = torch.randn(5, 3), torch.randn(5, 3), torch.randn(5, 4)
+    torch.manual_seed(1)
+    drawn = gaussian_sample(mu, logvar), gumbel_softmax_sample(logits, 0.7)
+    torch.manual_seed(1)
+    eps, g = torch.randn(5, 3), gumbel_noise((5, 4))
+    torch.testing.assert_close(gaussian_sample(mu, logvar, eps), drawn[0], rtol=0, atol=0)
+    torch.testing.assert_close(gumbel_softmax_sample(logits, 0.7, g), drawn[1], rtol=0, atol=0)
+    assert gumbel_noise((200_000,)).mean().item() == pytest.approx(0.5772, abs=0.01)  # the Euler-Mascheroni constant
+
+
+def test_sample_prior_with_a_generator_is_reproducible_and_leaves_the_global_generator_alone():
+    spec = LatentSpec(continuous=3, categorical=4)
+    torch.manual_seed(2)
+    state = torch.get_rng_state()
+    first = sample_prior(spec, 6, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), state)
+    second = sample_prior(spec, 6, generator=torch.Generator().manual_seed(7))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 def test_standard_normal_entropy_constant():

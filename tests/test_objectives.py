@@ -10,15 +10,20 @@ from torch.distributions import Bernoulli, Normal
 from vmivae.latents import LatentSpec
 from vmivae.models import VAE
 from vmivae.objectives import (
+    LossTerms,
+    LossWeights,
     MIComponents,
     aggregate_code_entropy,
     categorical_cross_entropy,
+    elbo_terms,
     gaussian_cross_entropy,
     mi_batch,
     mi_cross_entropies,
     mi_lower_bound,
     prior_entropy,
+    q_loss,
     reconstruction_loss,
+    vae_loss,
 )
 
 K = 10
@@ -185,10 +190,28 @@ def test_on_a_toy_problem_the_paper_loss_drops_categories_and_the_true_bound_kee
     assert _train_toy_code(true_bound=True, seed=seed) == 4
 
 
-@pytest.mark.parametrize("dims", [(0,), (2, 3, 4), (5, 1, 2), (0, 2, 4, 5)])
-def test_mi_targets_select_the_chosen_dims_without_index_tensors(dims):
-    """The Gaussian targets are z[:, dims], taken by slices (a CUDA graph cannot capture a list index's host copy)."""
-    from vmivae.objectives import _columns
+def test_the_vae_loss_weighs_each_term_as_the_paper_and_the_true_bound_say():
+    terms = LossTerms(*(torch.tensor(v) for v in (0.5, 3.0, 2.0, 1.5, 4.0, 0.8)))  # recon, KL_cont, KL_cat, CE_cat, CE_cont, H(c)
+    paper = vae_loss(terms, LossWeights(kl_weight=0.005, lambda_cat=0.01, lambda_cont=0.0005, entropy_weight=0.0))
+    assert paper.item() == pytest.approx(0.5 + 0.005 * 5.0 + 0.01 * 1.5 + 0.0005 * 4.0)
+    true_bound = vae_loss(terms, LossWeights(0.005, 0.01, 0.0005, entropy_weight=0.01))  # - lambda (H - CE): minus lambda times the bound
+    assert true_bound.item() == pytest.approx(0.5 + 0.005 * 5.0 - 0.01 * (0.8 - 1.5) + 0.0005 * 4.0)
+    assert vae_loss(terms, LossWeights(*(torch.tensor(w) for w in (0.005, 0.01, 0.0005, 0.01)))).item() == pytest.approx(true_bound.item())
+    assert q_loss(terms.ce_cat, terms.ce_cont).item() == pytest.approx(5.5)  # Q's loss carries no lambda
 
-    z = torch.randn(7, 6)
-    assert torch.equal(_columns(z, dims), z[:, list(dims)])
+
+def test_elbo_terms_are_the_reconstruction_and_the_closed_form_kls():
+    torch.manual_seed(5)
+    vae = VAE((1, 28, 28), LatentSpec(4, 3))
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    out = vae(x, 0.5)
+    recon, kl_cont, kl_cat = elbo_terms(out, x, "gaussian")
+    torch.testing.assert_close(recon, reconstruction_loss(out.x_hat, out.x_pre, x, "gaussian"))
+    posterior, prior = Normal(out.mu, (0.5 * out.logvar).exp()), Normal(0.0, 1.0)
+    torch.testing.assert_close(kl_cont, torch.distributions.kl_divergence(posterior, prior).sum(1).mean())
+    p = out.logits.softmax(1)
+    torch.testing.assert_close(kl_cat, (p * (p * 3).log()).sum(1).mean())
+    no_code = VAE((1, 28, 28), LatentSpec(4))(x, 0.5)
+    assert elbo_terms(no_code, x)[2].item() == 0.0
+
+

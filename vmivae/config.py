@@ -29,10 +29,11 @@ MI_SOURCES = ("reconstruction", "generation", "both")
 STEP_MODES = ("fused", "alternating")
 AMP_MODES = ("none", "bf16", "auto")
 CAPTURE_MODES = ("none", "cuda-graph", "auto")
-# Keys that change how a run is operated or logged but not what it computes. fused_adam and capture
-# change the order of floating-point operations at most (the same kernels, the same random numbers; the
-# GPU check, tests/test_graphed.py, compares a captured run with an eager one step by step).
-OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam", "capture")
+# Keys that change how a run is operated or logged but not what it computes. fused_adam, capture and
+# matmul_layers change the order of floating-point operations at most (the same random numbers; the GPU
+# check, tests/test_graphed.py, compares a captured run with an eager one step by step; tests/test_models.py
+# the matrix-product layers with the plain ones).
+OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fused_adam", "capture", "matmul_layers")
 INT_MAX = 2**63 - 1  # integers are counted in 64-bit tensors
 SEED_MAX = 2**64 - 1  # the range of torch's 64-bit generator seed
 DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps)(:[0-9]+)?")
@@ -78,6 +79,7 @@ class Config:
     fused_adam: bool = True  # Adam as one fused kernel per parameter (false: PyTorch's default foreach Adam)
     amp: str = "none"  # none (fp32) | bf16 (autocast) | auto (bf16 where the device computes it natively)
     channels_last: bool = False  # NHWC memory format for the convolutions
+    matmul_layers: bool = True  # Q's whole-map convs and the decoder's last convT as matrix products (vmivae.perf.fast_layers; same weights)
     capture: str = "none"  # none | cuda-graph (the whole step replayed as one CUDA graph) | auto (per device: vmivae.perf.device)
     log_every: int = 50  # host sync, progress bar and history flush every N steps
     checkpoint_every: int = 1000  # write a checkpoint every N steps (and at the end)

@@ -53,9 +53,13 @@ class LatentSpec:
 # ----------------------------------------------------------------------------- Gaussian
 
 
-def gaussian_sample(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Reparameterised sample ``mu + sigma * eps``, ``eps ~ N(0, I)``; differentiable in mu and logvar."""
-    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+def gaussian_sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+    """Reparameterised sample ``mu + sigma * eps``, ``eps ~ N(0, I)``; differentiable in mu and logvar.
+
+    ``eps [B, D]`` is drawn here unless given.
+    """
+    eps = torch.randn_like(mu) if eps is None else eps
+    return mu + torch.exp(0.5 * logvar) * eps
 
 
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -79,13 +83,19 @@ def gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_std: torch.
 # ----------------------------------------------------------------------------- categorical
 
 
-def gumbel_softmax_sample(logits: torch.Tensor, tau: float) -> torch.Tensor:
+def gumbel_noise(shape: tuple[int, ...], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Gumbel(0, 1) draws ``g = -log E``, ``E ~ Exp(1)``: unlike ``-log(-log U)`` it never takes log(0)."""
+    return -torch.empty(shape, device=device, dtype=dtype).exponential_(generator=generator).log()
+
+
+def gumbel_softmax_sample(logits: torch.Tensor, tau: float | torch.Tensor, gumbel: torch.Tensor | None = None) -> torch.Tensor:
     """Relaxed one-hot sample ``softmax((logits + g) / tau)`` with Gumbel noise ``g``, ``[B, K]``.
 
-    Maddison et al. 2017 / Jang et al. 2017. ``g = -log E`` with ``E ~ Exp(1)`` is a Gumbel(0, 1) draw
-    that never takes log(0). As ``tau -> 0`` the sample approaches ``one_hot(argmax(logits + g))``.
+    Maddison et al. 2017 / Jang et al. 2017. ``g [B, K]`` (:func:`gumbel_noise`) is drawn here unless
+    given. As ``tau -> 0`` the sample approaches ``one_hot(argmax(logits + g))``.
     """
-    gumbel = -torch.empty_like(logits).exponential_().log()
+    gumbel = gumbel_noise(logits.shape, logits.device, logits.dtype) if gumbel is None else gumbel
     return F.softmax((logits + gumbel) / tau, dim=-1)
 
 
@@ -112,15 +122,14 @@ def sample_prior(spec: LatentSpec, n: int, device: torch.device | str = "cpu",
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Draw ``n`` latents from the prior: ``z ~ N(0, I)`` ``[n, D]`` and a uniform hard one-hot ``c`` ``[n, K]``.
 
-    With a (CPU) ``generator`` the draw is reproducible independently of the global RNG.
+    With a ``generator`` the draw is reproducible independently of the global RNG: it is made on the
+    generator's device, then moved to ``device``.
     """
-    z = torch.randn(n, spec.continuous, generator=generator).to(device) if generator else torch.randn(n, spec.continuous, device=device)
+    where = generator.device if generator is not None else device
+    z = torch.randn(n, spec.continuous, generator=generator, device=where).to(device)
     c = None
     if spec.categorical:
-        if generator:
-            k = torch.randint(spec.categorical, (n,), generator=generator).to(device)
-        else:
-            k = torch.randint(spec.categorical, (n,), device=device)
+        k = torch.randint(spec.categorical, (n,), generator=generator, device=where).to(device)
         c = F.one_hot(k, spec.categorical).float()
     return z, c
 

@@ -11,6 +11,9 @@ For 28x28 images the layers are exactly those of the reference code (see the boo
 
 Larger images get more stride-2 stages until the feature map is at most 8x8 (32 -> 8 in two stages,
 64 -> 8 in three). Models return tensors in small named tuples; losses live in ``vmivae.objectives``.
+Every layer is a plain ``torch.nn`` layer; training swaps two of them for matrix-product forms with the
+same weights (``vmivae.perf.fast_layers``, config key ``matmul_layers``). A shape the networks cannot
+take raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .errors import ConfigError
 from .latents import LatentSpec, gaussian_sample, gumbel_softmax_sample, one_hot_argmax, sample_prior
 
 HIDDEN = 512  # width of the fully connected layers of encoder and decoder
@@ -38,25 +40,25 @@ class TrunkPlan(NamedTuple):
 def plan_trunk(size: int) -> TrunkPlan:
     """Halve ``size`` with stride-2 convs while it is even and above 8 (28 -> 14 -> 7, 64 -> 8)."""
     if size < 8:
-        raise ConfigError(f"images must be at least 8x8 pixels, got {size}x{size}; resize them first")
+        raise ValueError(f"images must be at least 8x8 pixels, got {size}x{size}; resize them first")
     channels: list[int] = []
     while size > 8 and size % 2 == 0:
         channels.append(min(64 * 2 ** len(channels), 256))
         size //= 2
     if len(channels) < 2:
-        raise ConfigError(f"image side {size * 2 ** len(channels)} cannot be halved twice; use a side such as 28, 32 or 64")
+        raise ValueError(f"image side {size * 2 ** len(channels)} cannot be halved twice; use a side such as 28, 32 or 64")
     return TrunkPlan(tuple(channels), size)
 
 
 def check_image_shape(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     """Validate a ``(C, H, W)`` image shape: square, 1 or 3 channels, halvable."""
     if len(image_shape) != 3:
-        raise ConfigError(f"image shape must be (channels, height, width), got {tuple(image_shape)}")
+        raise ValueError(f"image shape must be (channels, height, width), got {tuple(image_shape)}")
     c, h, w = (int(v) for v in image_shape)
     if h != w:
-        raise ConfigError(f"images must be square, got {h}x{w}; crop or resize them to a square first")
+        raise ValueError(f"images must be square, got {h}x{w}; crop or resize them to a square first")
     if c not in (1, 3):
-        raise ConfigError(f"images must have 1 or 3 channels, got {c}")
+        raise ValueError(f"images must have 1 or 3 channels, got {c}")
     plan_trunk(h)
     return c, h, w
 
@@ -71,40 +73,6 @@ def _conv_trunk(in_channels: int, plan: TrunkPlan) -> nn.Sequential:
         layers.append(nn.LeakyReLU(_SLOPE))
         in_channels = out_channels
     return nn.Sequential(*layers)
-
-
-class WholeMapConv2d(nn.Conv2d):
-    """A convolution whose kernel covers its whole input map (Q's 7x7 -> 1x1 layer, and its 1x1 head).
-
-    Such a convolution is a matrix product of the flattened map with the flattened kernel, and computing
-    it as one is 2-3x faster on a CPU than a convolution kernel (its backward pass especially). The
-    weights, and so the checkpoints, are those of ``nn.Conv2d``.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2:] != self.weight.shape[-2:] or self.padding != (0, 0) or self.groups != 1:
-            return super().forward(x)
-        out = nn.functional.linear(x.flatten(1), self.weight.flatten(1), self.bias)
-        return out[:, :, None, None]
-
-
-class SingleChannelConvTranspose2d(nn.ConvTranspose2d):
-    """The decoder's last transposed convolution (to 1 channel) as a matrix product and ``fold``.
-
-    ``convT(x) = fold(W^T x)``: each input pixel's channels are mapped to a ``k x k`` output patch and
-    overlapping patches are summed. For few output channels this is ~2x faster on a CPU than the
-    convolution kernel; for many it is slower, so only this layer uses it. Weights are ``nn.ConvTranspose2d``'s.
-    """
-
-    def forward(self, x: torch.Tensor, output_size=None) -> torch.Tensor:
-        if output_size is not None or x.dtype != self.weight.dtype or self.groups != 1 or self.dilation != (1, 1) or self.output_padding != (0, 0):
-            return super().forward(x, output_size)
-        b, c_in, h, w = x.shape
-        k, s, p = self.kernel_size, self.stride, self.padding
-        cols = torch.matmul(self.weight.reshape(c_in, -1).t(), x.reshape(b, c_in, h * w))  # [B, C_out * k * k, H * W]
-        size = ((h - 1) * s[0] - 2 * p[0] + k[0], (w - 1) * s[1] - 2 * p[1] + k[1])
-        out = nn.functional.fold(cols, size, k, padding=p, stride=s)
-        return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
 
 
 class Posterior(NamedTuple):
@@ -177,7 +145,7 @@ class Decoder(nn.Module):
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels, channels[1:]):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU(_SLOPE)]
-        layers.append(SingleChannelConvTranspose2d(channels[-1], c, 4, stride=2, padding=1))
+        layers.append(nn.ConvTranspose2d(channels[-1], c, 4, stride=2, padding=1))
         self.deconv = nn.Sequential(*layers)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
@@ -202,20 +170,27 @@ class VAE(nn.Module):
         """Images in [-1, 1] ``[B, C, H, W]`` for latents ``[B, D + K]``."""
         return torch.tanh(self.decoder(latent))
 
-    def forward(self, x: torch.Tensor, tau: float | torch.Tensor = 1.0, n_prior: int = 0) -> VAEOutput:
+    def forward(self, x: torch.Tensor, tau: float | torch.Tensor = 1.0, n_prior: int = 0,
+                noise: dict[str, torch.Tensor] | None = None) -> VAEOutput:
         """Encode, sample (reparameterised Gaussian, Gumbel-softmax at temperature ``tau``), decode.
 
         With ``n_prior > 0`` the same decoder call also decodes ``n_prior`` codes drawn from the prior
         (one batch of ``B + n_prior`` latents: one pass, and BatchNorm sees both kinds of code).
+        The sampling noise is drawn here, in this order, unless ``noise`` gives it: ``eps [B, D]``,
+        ``gumbel [B, K]``, and the prior codes ``z_prior [n, D]``, ``c_prior [n, K]``.
         """
+        noise = noise or {}
         mu, logvar, logits = self.encode(x)
-        z = gaussian_sample(mu, logvar)
-        c = gumbel_softmax_sample(logits, tau) if logits is not None else None
+        z = gaussian_sample(mu, logvar, noise.get("eps"))
+        c = gumbel_softmax_sample(logits, tau, noise.get("gumbel")) if logits is not None else None
         latent = self.latent.join(z, c)
         if not n_prior:
             x_pre = self.decoder(latent)
             return VAEOutput(torch.tanh(x_pre), x_pre, mu, logvar, logits, z, c)
-        z_prior, c_prior = sample_prior(self.latent, n_prior, x.device)
+        if "z_prior" in noise:
+            z_prior, c_prior = noise["z_prior"], noise.get("c_prior")
+        else:
+            z_prior, c_prior = sample_prior(self.latent, n_prior, x.device)
         x_pre_all = self.decoder(torch.cat([latent, self.latent.join(z_prior, c_prior)]))
         x_pre, x_pre_prior = x_pre_all[: len(x)], x_pre_all[len(x) :]
         return VAEOutput(torch.tanh(x_pre), x_pre, mu, logvar, logits, z, c, torch.tanh(x_pre_prior), z_prior, c_prior)
@@ -253,16 +228,16 @@ class QNetwork(nn.Module):
         super().__init__()
         c, h, _ = check_image_shape(image_shape)
         if not categorical and continuous <= 0:
-            raise ConfigError("Q needs at least one component to recover: a categorical code or a Gaussian dim")
+            raise ValueError("Q needs at least one component to recover: a categorical code or a Gaussian dim")
         plan = plan_trunk(h)
         self.categorical = categorical or 0
         self.continuous = continuous
         self.net = nn.Sequential(
             _conv_trunk(c, plan),
-            WholeMapConv2d(plan.channels[-1], Q_HIDDEN, plan.final_size),  # one output position: the whole map
+            nn.Conv2d(plan.channels[-1], Q_HIDDEN, plan.final_size),  # one output position: the whole map
             nn.BatchNorm2d(Q_HIDDEN),
             nn.LeakyReLU(_SLOPE),
-            WholeMapConv2d(Q_HIDDEN, self.categorical + 2 * continuous, 1),
+            nn.Conv2d(Q_HIDDEN, self.categorical + 2 * continuous, 1),
             nn.Flatten(),
         )
 

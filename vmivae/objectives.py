@@ -1,10 +1,11 @@
 """The VMI-VAE objective as pure tensor functions, each written once.
 
-The VAE minimises (paper, reference code)::
+The VAE minimises (paper, reference code; :func:`vae_loss`)::
 
     loss_vae = recon(x_hat, x) + kl_weight * (KL_cont + KL_cat) + lambda_cat * CE_cat + lambda_cont * CE_cont
+               - entropy_weight * H(c)          (0 in the paper's loss)
 
-and Q minimises ``CE_cat + CE_cont`` on detached images. The cross-entropies come from the variational
+and Q minimises ``CE_cat + CE_cont`` on detached images (:func:`q_loss`). The cross-entropies come from the variational
 lower bound on the mutual information between a latent component ``c`` and the decoded image ``x~``
 (Barber & Agakov 2003; InfoGAN, Chen et al. 2016)::
 
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from .latents import STANDARD_NORMAL_ENTROPY, categorical_log_likelihood, gaussian_log_likelihood
+from .latents import STANDARD_NORMAL_ENTROPY, categorical_kl_uniform, categorical_log_likelihood, gaussian_kl, gaussian_log_likelihood
 from .models import VAEOutput
 
 RECON_LOSSES = ("mse", "gaussian", "bernoulli")
@@ -76,7 +78,7 @@ def aggregate_code_entropy(logits: torch.Tensor, source: str = "reconstruction")
     """
     k = logits.shape[-1]
     if source == "generation":
-        return logits.new_full((), math.log(k))  # a fill, not a copy from the host: a CUDA graph can capture it
+        return logits.new_tensor(prior_entropy(k))
     mean = F.softmax(logits.float(), dim=-1).mean(dim=0)
     if source == "both":
         mean = 0.5 * mean + 0.5 / k
@@ -130,13 +132,13 @@ def mi_cross_entropies(
     return ce_cat, ce_cont
 
 
-def mi_batch(out: VAEOutput, source: str, components: MIComponents) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """The images that enter the bound and the codes Q must recover from them.
+def decoded_codes(out: VAEOutput, source: str) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The images that enter the bound and every code behind them.
 
-    ``source`` picks the images: ``reconstruction`` (targets: the encoder's relaxed sample ``c`` and
-    Gaussian sample ``z``, as in the reference joint model), ``generation`` (targets: the prior codes,
+    ``source`` picks the images: ``reconstruction`` (codes: the encoder's relaxed sample ``c`` and
+    Gaussian sample ``z``, as in the reference joint model), ``generation`` (codes: the prior codes,
     whose entropy is known exactly), or ``both`` (concatenated, as in the reference Gaussian model).
-    Returns ``(images [N, C, H, W], c_target [N, K] or None, z_target [N, M] or None)``.
+    Returns ``(images [N, C, H, W], c [N, K] or None, z [N, D])``.
     """
     parts = []
     if source in ("reconstruction", "both"):
@@ -147,18 +149,65 @@ def mi_batch(out: VAEOutput, source: str, components: MIComponents) -> tuple[tor
         parts.append((out.x_prior, out.c_prior, out.z_prior))
     if not parts:
         raise ValueError(f"unknown MI source '{source}'; valid: reconstruction, generation, both")
-    images = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
-    c_target = torch.cat([p[1] for p in parts]) if components.categorical else None
-    z_target = torch.cat([_columns(p[2], components.dims) for p in parts]) if components.dims else None
+    if len(parts) == 1:
+        return parts[0]
+    images, c, z = zip(*parts)
+    return torch.cat(images), (torch.cat(c) if c[0] is not None else None), torch.cat(z)
+
+
+def mi_batch(out: VAEOutput, source: str, components: MIComponents) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The images that enter the bound (:func:`decoded_codes`) and the codes Q must recover from them.
+
+    Returns ``(images [N, C, H, W], c_target [N, K] or None, z_target [N, M] or None)``, ``M = len(components.dims)``.
+    """
+    images, c, z = decoded_codes(out, source)
+    c_target = c if components.categorical else None
+    z_target = z[:, list(components.dims)] if components.dims else None
     return images, c_target, z_target
 
 
-def _columns(z: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """``z[:, dims]`` by slices: indexing with a list copies an index tensor from the host, which a CUDA graph cannot capture."""
-    runs: list[list[int]] = []
-    for d in dims:
-        if runs and d == runs[-1][1]:
-            runs[-1][1] = d + 1
-        else:
-            runs.append([d, d + 1])
-    return torch.cat([z[:, a:b] for a, b in runs], dim=1) if len(runs) > 1 else z[:, runs[0][0]:runs[0][1]]
+# ----------------------------------------------------------------------------- the two losses
+
+
+class LossTerms(NamedTuple):
+    """The scalar terms of one step's losses: the ELBO's, Q's cross-entropies, and the batch estimate of H(c)."""
+
+    recon: torch.Tensor
+    kl_cont: torch.Tensor
+    kl_cat: torch.Tensor
+    ce_cat: torch.Tensor
+    ce_cont: torch.Tensor
+    h_cat: torch.Tensor
+
+
+class LossWeights(NamedTuple):
+    """The weights of the VAE's loss: numbers, or one tensor per run when runs train as a group."""
+
+    kl_weight: float | torch.Tensor
+    lambda_cat: float | torch.Tensor
+    lambda_cont: float | torch.Tensor
+    entropy_weight: float | torch.Tensor  # of + H(c): 0 is the paper's loss, lambda_cat the true bound on the code
+
+
+def elbo_terms(out: VAEOutput, x: torch.Tensor, recon_loss: str = "mse") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The negative ELBO's terms for one VAE pass on images ``x``: ``(recon, KL_cont, KL_cat)``, scalars (KL_cat 0 without a code)."""
+    recon = reconstruction_loss(out.x_hat, out.x_pre, x, recon_loss)
+    kl_cont = gaussian_kl(out.mu, out.logvar)
+    kl_cat = categorical_kl_uniform(out.logits).mean() if out.logits is not None else recon.new_zeros(())
+    return recon, kl_cont, kl_cat
+
+
+def vae_loss(terms: LossTerms, weights: LossWeights) -> torch.Tensor:
+    """``recon + kl_weight (KL_cont + KL_cat) + lambda_cat CE_cat + lambda_cont CE_cont - entropy_weight H(c)``.
+
+    With ``entropy_weight = lambda_cat`` the code's part is ``-lambda_cat (H(c) - CE_cat)``: minus lambda
+    times the lower bound on ``I(c; x~)``.
+    """
+    w = weights
+    return (terms.recon + w.kl_weight * (terms.kl_cont + terms.kl_cat) + w.lambda_cat * terms.ce_cat
+            + w.lambda_cont * terms.ce_cont - w.entropy_weight * terms.h_cat)
+
+
+def q_loss(ce_cat: torch.Tensor, ce_cont: torch.Tensor) -> torch.Tensor:
+    """Q's loss ``CE_cat + CE_cont``: both cross-entropies, unweighted (Q only tightens the bound)."""
+    return ce_cat + ce_cont

@@ -1,9 +1,11 @@
 """One training iteration of VMI-VAE: the fused step and the reference's alternating step.
 
-Both minimise the same two objectives (see ``vmivae.objectives``)::
+Both minimise the same two objectives, ``objectives.vae_loss`` and ``objectives.q_loss``::
 
-    VAE:  recon + kl_weight * KL + lambda_cat * CE_cat + lambda_cont * CE_cont   (Q's weights fixed)
-    Q:    CE_cat + CE_cont                                                      (images detached)
+    VAE:  recon + kl_weight * KL + lambda_cat * CE_cat + lambda_cont * CE_cont - entropy_weight * H(c)   (Q's weights fixed)
+    Q:    CE_cat + CE_cont                                                                            (images detached)
+
+Every step computes their terms with :func:`loss_terms` (one VAE pass and Q on its images).
 
 * ``alternating`` (the reference code's schedule): a VAE update, then a second VAE forward pass
   without gradients and a Q update on those images. Two VAE forwards per iteration.
@@ -19,15 +21,15 @@ Both minimise the same two objectives (see ``vmivae.objectives``)::
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .latents import categorical_kl_uniform, gaussian_kl
 from .models import VAE, QNetwork, VAEOutput
-from .objectives import MIComponents, aggregate_code_entropy, mi_batch, mi_cross_entropies, reconstruction_loss
+from .objectives import LossTerms, LossWeights, MIComponents, aggregate_code_entropy, elbo_terms, mi_batch, mi_cross_entropies, q_loss, vae_loss
 
 # Order of the per-step metrics a step returns (one small tensor, no host sync).
 METRICS = ("loss", "recon", "kl_cont", "kl_cat", "ce_cat", "ce_cont", "q_loss", "recon_mse", "h_cat")
@@ -56,10 +58,8 @@ def scale_grad(x: torch.Tensor, scale: float) -> torch.Tensor:
     return _ScaleGrad.apply(x, scale)
 
 
-def _scaled(t: torch.Tensor | None, scale: float) -> torch.Tensor | None:
+def _scaled(t: torch.Tensor, scale: float) -> torch.Tensor:
     """``scale_grad`` that detaches outright for a zero scale (no backward work at all)."""
-    if t is None:
-        return None
     return t.detach() if scale == 0 else scale_grad(t, scale)
 
 
@@ -76,6 +76,10 @@ class Objective:
     entropy_weight: float = 0.0  # weight of + H(c) (aggregate_code_entropy) in the VAE's objective; 0: the paper's loss
 
     @property
+    def weights(self) -> LossWeights:
+        return LossWeights(self.kl_weight, self.lambda_cat, self.lambda_cont, self.entropy_weight)
+
+    @property
     def shared_lambda(self) -> float | None:
         """The one weight shared by every component in the bound, or None if they differ."""
         weights = {self.lambda_cat} if self.components.categorical else set()
@@ -89,13 +93,13 @@ class Objective:
         return int(self.source in ("generation", "both"))
 
 
+# ----------------------------------------------------------------------------- the passes and their terms
+
+
 def vae_forward(vae: nn.Module, x: torch.Tensor, tau: torch.Tensor, objective: Objective) -> tuple[VAEOutput, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One VAE pass and its ELBO terms: ``(out, recon, kl_cont, kl_cat)``."""
     out = vae(x, tau, n_prior=objective.n_prior * len(x))
-    recon = reconstruction_loss(out.x_hat, out.x_pre, x, objective.recon_loss)
-    kl_cont = gaussian_kl(out.mu, out.logvar)
-    kl_cat = categorical_kl_uniform(out.logits).mean() if out.logits is not None else recon.new_zeros(())
-    return out, recon, kl_cont, kl_cat
+    return (out, *elbo_terms(out, x, objective.recon_loss))
 
 
 def code_entropy(out: VAEOutput, objective: Objective) -> torch.Tensor:
@@ -106,9 +110,46 @@ def code_entropy(out: VAEOutput, objective: Objective) -> torch.Tensor:
     return h if objective.entropy_weight else h.detach()
 
 
+def mi_targets(out: VAEOutput, objective: Objective) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The images in the bound and the codes Q must recover from them (:func:`~vmivae.objectives.mi_batch`)."""
+    return mi_batch(out, objective.source, objective.components)
+
+
 def q_forward(q: nn.Module, images: torch.Tensor, c_target: torch.Tensor | None, z_target: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Q's cross-entropies ``(CE_cat, CE_cont)`` on ``images``."""
     return mi_cross_entropies(*q(images), c_target, z_target)
+
+
+def loss_terms(vae: nn.Module, q: nn.Module | None, x: torch.Tensor, tau: torch.Tensor, objective: Objective,
+               scale: Callable[[torch.Tensor], torch.Tensor] | None = None, targets=mi_targets, entropy=code_entropy) -> tuple[VAEOutput, LossTerms]:
+    """One VAE pass and Q on its decoded images: every term of both losses (zero CEs when ``q`` is None).
+
+    ``scale``, when given, is applied to Q's images and targets (the single backward pass routes its
+    gradients with it); ``targets`` and ``entropy`` are :func:`mi_targets` and :func:`code_entropy`.
+    """
+    out, recon, kl_cont, kl_cat = vae_forward(vae, x, tau, objective)
+    h_cat = entropy(out, objective)
+    if q is None:
+        zero = recon.new_zeros(()).detach()
+        return out, LossTerms(recon, kl_cont, kl_cat, zero, zero, h_cat)
+    images, c_target, z_target = targets(out, objective)
+    if scale is not None:
+        images, c_target, z_target = (None if t is None else scale(t) for t in (images, c_target, z_target))
+    ce_cat, ce_cont = q_forward(q, images, c_target, z_target)
+    return out, LossTerms(recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat)
+
+
+def metric_values(out: VAEOutput, x: torch.Tensor, loss: torch.Tensor, terms: LossTerms, loss_q: torch.Tensor, recon_loss: str) -> torch.Tensor:
+    """The step's ``METRICS`` as one detached float tensor ``[len(METRICS)]`` (no host sync)."""
+    with torch.no_grad():  # for the paper's loss the MSE is the reconstruction term itself: no extra work
+        mse = terms.recon if recon_loss == "mse" else F.mse_loss(out.x_hat.float(), x.float())
+        t = terms
+        return torch.stack([loss, t.recon, t.kl_cont, t.kl_cat, t.ce_cat, t.ce_cont, loss_q, mse, t.h_cat]).detach().float()
+
+
+def code_counts(logits: torch.Tensor) -> torch.Tensor:
+    """How many of the ``B`` images have each category as their most probable one, ``[K]``."""
+    return torch.bincount(logits.argmax(dim=1), minlength=logits.shape[1])
 
 
 class Stepper:
@@ -117,6 +158,11 @@ class Stepper:
     ``vae`` and ``q`` may be wrapped (``torch.compile``, DistributedDataParallel); the parameter lists
     come from the unwrapped modules. ``q`` is None for a plain VAE with nothing in the bound.
     """
+
+    # The captured step (vmivae.perf.graphed) replaces these by forms that never synchronise with the host.
+    targets = staticmethod(mi_targets)
+    entropy = staticmethod(code_entropy)
+    counts = staticmethod(code_counts)
 
     def __init__(self, vae: nn.Module, q: nn.Module | None, vae_params: list, q_params: list, objective: Objective,
                  vae_opt: torch.optim.Optimizer, q_opt: torch.optim.Optimizer | None, mode: str = "fused", grad_clip: float | None = None,
@@ -139,69 +185,56 @@ class Stepper:
         return self._fused(x, tau) if self.mode == "fused" else self._alternating(x, tau)
 
     # ---------------------------------------------------------------- helpers
-    def _vae_loss(self, recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat) -> torch.Tensor:
-        o = self.objective
-        return recon + o.kl_weight * (kl_cont + kl_cat) + o.lambda_cat * ce_cat + o.lambda_cont * ce_cont - o.entropy_weight * h_cat
+    def _terms(self, x, tau, scale=None) -> tuple[VAEOutput, LossTerms]:
+        return loss_terms(self.vae, self.q, x, tau, self.objective, scale, self.targets, self.entropy)
 
     def _update(self, optimizer: torch.optim.Optimizer, params: list) -> None:
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         optimizer.step()
 
-    def _metrics(self, out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat) -> torch.Tensor:
-        with torch.no_grad():  # for the paper's loss the MSE is the reconstruction term itself: no extra work
-            mse = recon if self.objective.recon_loss == "mse" else F.mse_loss(out.x_hat.float(), x.float())
-            values = torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, mse, h_cat]).detach().float()
-            if out.logits is None:
-                return values
-            counts = torch.bincount(out.logits.argmax(dim=1), minlength=out.logits.shape[1])
-            return torch.cat([values, counts.float()])
+    def _metrics(self, out, x, loss, terms, loss_q) -> torch.Tensor:
+        values = metric_values(out, x, loss, terms, loss_q, self.objective.recon_loss)
+        if out.logits is None:
+            return values
+        with torch.no_grad():
+            return torch.cat([values, self.counts(out.logits).float()])
 
     # ---------------------------------------------------------------- the three steps
     def _vae_only(self, x, tau):
         with self._autocast(x):
-            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, self.objective)
-            zero = recon.new_zeros(()).detach()
-            h_cat = code_entropy(out, self.objective)
-            loss = self._vae_loss(recon, kl_cont, kl_cat, zero, zero, h_cat)
+            out, terms = self._terms(x, tau)
+            loss = vae_loss(terms, self.objective.weights)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, zero, zero, zero, h_cat)
+        return self._metrics(out, x, loss, terms, q_loss(terms.ce_cat, terms.ce_cont))
 
     def _fused(self, x, tau):
         o = self.objective
         lam = o.shared_lambda
         with self._autocast(x):
-            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
-            h_cat = code_entropy(out, o)
-            images, c_target, z_target = mi_batch(out, o.source, o.components)
-            if lam is not None:  # one backward pass serves both networks
-                # The targets (the encoder's samples) carry gradient into the encoder too: scale them alike.
-                images, c_target, z_target = (_scaled(t, lam) for t in (images, c_target, z_target))
-            ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-            q_loss = ce_cat + ce_cont
-            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat)
+            # One shared lambda: Q reads the images and targets (the encoder's samples carry gradient too) through scale_grad.
+            out, terms = self._terms(x, tau, (lambda t: _scaled(t, lam)) if lam is not None else None)
+            loss, loss_q = vae_loss(terms, o.weights), q_loss(terms.ce_cat, terms.ce_cont)
         self.vae_opt.zero_grad(set_to_none=True)
         self.q_opt.zero_grad(set_to_none=True)
-        if lam is not None:
-            (recon + o.kl_weight * (kl_cont + kl_cat) + q_loss - o.entropy_weight * h_cat).backward()
+        if lam is not None:  # one backward pass serves both networks
+            # lambda = 1 here and lambda in scale_grad: the VAE receives lambda dCE/dx~ (d loss_vae), Q dCE/dQ (d loss_q).
+            vae_loss(terms, o.weights._replace(lambda_cat=1.0, lambda_cont=1.0)).backward()
         else:
             torch.autograd.backward(loss, inputs=self.vae_params, retain_graph=True)
-            torch.autograd.backward(q_loss, inputs=self.q_params)
+            torch.autograd.backward(loss_q, inputs=self.q_params)
         self._update(self.vae_opt, self.vae_params)
         self._update(self.q_opt, self.q_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat)
+        return self._metrics(out, x, loss, terms, loss_q)
 
     def _alternating(self, x, tau):
         o = self.objective
         # VAE update (the reference's update_vae): Q's weights get gradients too, which are discarded.
         with self._autocast(x):
-            out, recon, kl_cont, kl_cat = vae_forward(self.vae, x, tau, o)
-            h_cat = code_entropy(out, o)
-            images, c_target, z_target = mi_batch(out, o.source, o.components)
-            ce_cat, ce_cont = q_forward(self.q, images, c_target, z_target)
-            loss = self._vae_loss(recon, kl_cont, kl_cat, ce_cat, ce_cont, h_cat)
+            out, terms = self._terms(x, tau)
+            loss = vae_loss(terms, o.weights)
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
@@ -209,17 +242,16 @@ class Stepper:
         with self._autocast(x):
             with torch.no_grad():
                 out2 = self.vae(x, tau, n_prior=o.n_prior * len(x))
-                images2, c2, z2 = mi_batch(out2, o.source, o.components)
-            q_ce_cat, q_ce_cont = q_forward(self.q, images2, c2, z2)
-            q_loss = q_ce_cat + q_ce_cont
+                images2, c2, z2 = self.targets(out2, o)
+            loss_q = q_loss(*q_forward(self.q, images2, c2, z2))
         self.q_opt.zero_grad(set_to_none=True)
-        q_loss.backward()
+        loss_q.backward()
         self._update(self.q_opt, self.q_params)
-        return self._metrics(out, x, loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, h_cat)
+        return self._metrics(out, x, loss, terms, loss_q)
 
 
 def build_networks(image_shape: tuple[int, int, int], config) -> tuple[VAE, QNetwork | None]:
-    """The VAE and (when anything is in the bound) Q for a run config."""
+    """The VAE and (when anything is in the bound) Q for a run config, with the plain layers of ``vmivae.models``."""
     vae = VAE(image_shape, config.latent)
     comps = config.components
     q = None if comps.empty else QNetwork(image_shape, config.categorical if comps.categorical else None, len(comps.dims))

@@ -21,6 +21,7 @@ from .errors import CheckpointError, TrainingError, TrainingInterrupted
 from .latents import temperature_at
 from .perf import distributed
 from .perf.device import resolve_amp, resolve_capture
+from .perf.fast_layers import use_matmul_layers
 from .perf.graphed import make_step
 from .runs.run import HISTORY_COLUMNS
 from .steps import METRICS, Objective, Stepper, build_networks
@@ -41,6 +42,8 @@ class Trainer:
         self.config, self.device, self.dist = config, device, dist
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.vae, self.q = build_networks(data.image_shape, config)
+        if config.matmul_layers:
+            use_matmul_layers(self.vae, self.q)
         memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         for module in (self.vae, self.q):
             if module is not None:

@@ -31,8 +31,9 @@ and the temperature into the graph's static input buffers, replays, and returns 
 * Adam: the fused kernel reads its step count from a device tensor either way (``capturable`` only
   lifts Python's check); the foreach implementation is captured in its capturable form (step counts on
   the device). ``capturable`` is set only while capturing, so a checkpoint resumes eagerly as before.
-* The step's one host synchronisation, ``bincount``'s size check in the metrics, is replaced by an
-  equivalent count (:class:`GraphSafeStepper`), and autocast runs without its weight-cast cache.
+* The step's host synchronisations and copies (``bincount``'s size check in the metrics, the index list of
+  ``z[:, dims]``, ``log K`` as a new tensor) are replaced by equivalent forms (:class:`GraphSafeStepper`,
+  ``vmivae.perf.capture_safe``), and autocast runs without its weight-cast cache.
 * Capture fails loudly: an operation that synchronises with the host raises while capturing.
 
 ``capture: auto`` does not choose this yet (see ``vmivae.perf.device.DEVICE_DEFAULTS``): the equivalence and
@@ -51,12 +52,17 @@ import torch
 
 from ..errors import ConfigError
 from ..steps import Stepper
+from . import capture_safe
 
 WARMUP = 3  # eager steps before capture (PyTorch's CUDA-graph examples use 3)
 
 
 class GraphSafeStepper(Stepper):
-    """The same step, with no host synchronisation: argmax counts by comparison, autocast without its cache."""
+    """The same step with no host synchronisation (``vmivae.perf.capture_safe``), and autocast without its cache."""
+
+    targets = staticmethod(capture_safe.mi_targets)
+    entropy = staticmethod(capture_safe.code_entropy)
+    counts = staticmethod(capture_safe.code_counts)
 
     @classmethod
     def of(cls, stepper: Stepper) -> GraphSafeStepper:
@@ -68,15 +74,6 @@ class GraphSafeStepper(Stepper):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(x.device.type, dtype=self.amp_dtype, cache_enabled=False)
-
-    def _metrics(self, out, x, *terms) -> torch.Tensor:
-        values = super()._metrics(out._replace(logits=None), x, *terms)
-        if out.logits is None:
-            return values
-        with torch.no_grad():  # bincount reads the largest index on the host; a comparison count does not
-            k = out.logits.shape[1]
-            counts = (out.logits.argmax(dim=1, keepdim=True) == torch.arange(k, device=out.logits.device)).sum(dim=0)
-            return torch.cat([values, counts.float()])
 
 
 class CudaGraphs:

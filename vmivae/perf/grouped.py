@@ -12,11 +12,11 @@ Each member is the run it would be alone (``tests/test_grouped.py`` compares it 
   same batches, from its own ``BatchSampler(seed)``;
 * the same sampling noise: its own generator starts from the state the Trainer's generator has after
   initialisation and draws the same tensors in the same order (Gaussian noise, Gumbel noise, prior codes);
-  the VAE pass takes them as inputs (:class:`_Pass`: ``VAE.forward`` with the noise given);
-* the same objective: ``vmivae.steps``' ``vae_forward``, ``mi_batch`` and ``q_forward`` with the member's
-  weights as tensors; the single backward pass (gradients into the VAE scaled by lambda, written as
-  ``t.detach() + lam * (t - t.detach())``, which vmap can batch) when every member has one shared lambda,
-  else the two restricted backward passes;
+  ``VAE.forward`` takes them as its ``noise``;
+* the same objective and metrics: ``vmivae.steps``' ``loss_terms`` and ``metric_values`` and
+  ``vmivae.objectives``' ``vae_loss`` and ``q_loss``, with the member's weights as tensors; the single
+  backward pass (gradients into the VAE scaled by lambda, written as ``t.detach() + lam * (t - t.detach())``,
+  which vmap can batch) when every member has one shared lambda, else the two restricted backward passes;
 * BatchNorm per member: batch statistics of its own batch, and its running statistics updated in place
   in the stacked buffers (vmap writes through to them; ``replace_all_batch_norm_modules_`` would drop them);
 * Adam is elementwise and every member takes every step, so one Adam over the stacked tensors is G Adams
@@ -31,25 +31,26 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..batches import BatchSampler
 from ..config import OPERATIONAL_KEYS, Config
 from ..datasets import ImageData
 from ..errors import ConfigError, TrainingError
-from ..latents import temperature_at
-from ..models import VAEOutput
-from ..objectives import aggregate_code_entropy, mi_batch
+from ..latents import gumbel_noise, sample_prior, temperature_at
+from ..objectives import LossWeights, q_loss, vae_loss
 from ..runs.run import Run, history_frame
-from ..steps import METRICS, build_networks, q_forward, vae_forward
+from ..steps import METRICS, build_networks, loss_terms, metric_values
 from ..trainer import CODE_USED_FRACTION, objective_of
+from .capture_safe import code_counts
 from .device import resolve_amp
+from .fast_layers import use_matmul_layers
 
 GROUP_KEYS = ("seed", "lambda_cat", "lambda_cont", "kl_weight", "aggregate_entropy", "lambda_entropy")  # may differ within a group
 
@@ -71,33 +72,10 @@ def check_group(configs: list[Config]) -> None:
         raise ConfigError("a group is not compiled; set compile: false")
 
 
-class _Pass:
-    """``VAE.forward`` with its sampling noise given (what vmap batches per member); called by ``steps.vae_forward``."""
-
-    def __init__(self, encoder, decoder, latent, noise: dict[str, torch.Tensor]):
-        self.encoder, self.decoder, self.latent, self.noise = encoder, decoder, latent, noise
-
-    def __call__(self, x: torch.Tensor, tau: torch.Tensor, n_prior: int = 0) -> VAEOutput:
-        mu, logvar, logits = self.latent.split_params(self.encoder(x))
-        z = mu + torch.exp(0.5 * logvar) * self.noise["eps"]  # latents.gaussian_sample
-        c = F.softmax((logits + -self.noise["exp"].log()) / tau, dim=-1) if logits is not None else None  # latents.gumbel_softmax_sample
-        latent = self.latent.join(z, c)
-        if not n_prior:
-            x_pre = self.decoder(latent)
-            return VAEOutput(torch.tanh(x_pre), x_pre, mu, logvar, logits, z, c)
-        z_prior, c_prior = self.noise["z_prior"], self.noise.get("c_prior")
-        x_pre_all = self.decoder(torch.cat([latent, self.latent.join(z_prior, c_prior)]))
-        x_pre, x_pre_prior = x_pre_all[: len(x)], x_pre_all[len(x) :]
-        return VAEOutput(torch.tanh(x_pre), x_pre, mu, logvar, logits, z, c, torch.tanh(x_pre_prior), z_prior, c_prior)
-
-
-def _sub(params: dict, buffers: dict, prefix: str) -> dict:
-    return {k[len(prefix) :]: v for d in (params, buffers) for k, v in d.items() if k.startswith(prefix)}
-
-
-def _scaled(t: torch.Tensor | None, lam: torch.Tensor) -> torch.Tensor | None:
-    """``steps.scale_grad`` in a form vmap batches: the same values, the gradient times ``lam`` (a per-member tensor)."""
-    return None if t is None else t.detach() + lam * (t - t.detach())
+def _scaled(t: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``steps.scale_grad`` in a form vmap batches (an autograd.Function with a per-member ``lam`` does not):
+    the same values, the gradient times ``lam``."""
+    return t.detach() + lam * (t - t.detach())
 
 
 class GroupTrainer:
@@ -106,11 +84,15 @@ class GroupTrainer:
     def __init__(self, configs: list[Config], data: ImageData, device: torch.device):
         check_group(configs)
         self.configs, self.device, c = list(configs), device, configs[0]
-        self.objective = objective_of(c)  # the structure (components, source, losses); the weights are per member
+        objectives = [objective_of(config) for config in self.configs]
+        # the structure (components, source, losses; H(c) gets a gradient if any member weighs it); the weights are per member
+        self.objective = dataclasses.replace(objectives[0], entropy_weight=max(o.entropy_weight for o in objectives))
         vaes, qs, self.generators = [], [], []
         for config in self.configs:
             torch.manual_seed(config.seed)  # as the Trainer: weights, then the sampling noise, from this seed
             vae, q = build_networks(data.image_shape, config)
+            if c.matmul_layers:
+                use_matmul_layers(vae, q)
             vaes.append(vae.to(device))
             qs.append(q.to(device) if q is not None else None)
             generator = torch.Generator(device)
@@ -122,7 +104,6 @@ class GroupTrainer:
         self.vae_base, self.q_base = copy.deepcopy(vaes[0]).to("meta"), (copy.deepcopy(qs[0]).to("meta") if qs[0] is not None else None)
         self.vae_params, self.vae_buffers = stack_module_state(vaes)
         self.q_params, self.q_buffers = stack_module_state(qs) if qs[0] is not None else ({}, {})
-        objectives = [objective_of(config) for config in self.configs]
         self.single = qs[0] is not None and all(o.shared_lambda is not None for o in objectives)  # one backward pass
         self.weights = torch.tensor([[o.lambda_cat, o.lambda_cont, o.kl_weight, o.entropy_weight, o.shared_lambda or 0.0] for o in objectives],
                                     device=device)
@@ -146,44 +127,41 @@ class GroupTrainer:
 
     # ------------------------------------------------------------------ one step
     def _noise(self, batch: int) -> dict[str, torch.Tensor]:
-        """Each member's noise, drawn from its own generator in the order ``VAE.forward`` draws it: [G, ...]."""
+        """Each member's noise, drawn from its own generator in the order ``VAE.forward`` draws it: [G, ...].
+
+        vmap cannot draw it: its random draws are neither per-member generators nor the lone runs' numbers.
+        """
         latent, n, dev = self.vae_base.latent, self.objective.n_prior * batch, self.device
         draws: dict[str, list[torch.Tensor]] = {}
         for gen in self.generators:
             draws.setdefault("eps", []).append(torch.randn(batch, latent.continuous, generator=gen, device=dev))
             if latent.categorical:
-                draws.setdefault("exp", []).append(torch.empty(batch, latent.categorical, device=dev).exponential_(generator=gen))
-            if n:  # latents.sample_prior
-                draws.setdefault("z_prior", []).append(torch.randn(n, latent.continuous, generator=gen, device=dev))
-                if latent.categorical:
-                    k = torch.randint(latent.categorical, (n,), generator=gen, device=dev)
-                    draws.setdefault("c_prior", []).append(F.one_hot(k, latent.categorical).float())
+                draws.setdefault("gumbel", []).append(gumbel_noise((batch, latent.categorical), dev, generator=gen))
+            if n:
+                z_prior, c_prior = sample_prior(latent, n, dev, gen)
+                draws.setdefault("z_prior", []).append(z_prior)
+                if c_prior is not None:
+                    draws.setdefault("c_prior", []).append(c_prior)
         return {key: torch.stack(values) for key, values in draws.items()}
 
     def _member(self, vae_p, vae_b, q_p, q_b, x, noise, w, tau):
-        """One member's fused step up to its losses (vmapped): ``(backward loss, Q loss, METRICS values, logits)``."""
+        """One member's fused step up to its losses (vmapped): ``(backward loss, Q loss, METRICS values, argmax counts)``."""
         o = self.objective
         lam_cat, lam_cont, kl_weight, entropy_weight, lam = w.unbind()
-        vae = _Pass(lambda t: functional_call(self.vae_base.encoder, _sub(vae_p, vae_b, "encoder."), (t,)),
-                    lambda t: functional_call(self.vae_base.decoder, _sub(vae_p, vae_b, "decoder."), (t,)), self.vae_base.latent, noise)
-        out, recon, kl_cont, kl_cat = vae_forward(vae, x, tau, o)
-        h_cat = aggregate_code_entropy(out.logits, o.source) if out.logits is not None else recon.new_zeros(())
-        zero = recon.new_zeros(())
-        ce_cat = ce_cont = zero
-        if self.q_base is not None:
-            images, c_target, z_target = mi_batch(out, o.source, o.components)
-            if self.single:
-                images, c_target, z_target = (_scaled(t, lam) for t in (images, c_target, z_target))
-            ce_cat, ce_cont = q_forward(lambda t: functional_call(self.q_base, {**q_p, **q_b}, (t,)), images, c_target, z_target)
-        q_loss = ce_cat + ce_cont
-        elbo = recon + kl_weight * (kl_cont + kl_cat)
-        loss = elbo + lam_cat * ce_cat + lam_cont * ce_cont - entropy_weight * h_cat
-        backward = elbo + q_loss - entropy_weight * h_cat if self.single else loss
-        with torch.no_grad():
-            mse = recon if o.recon_loss == "mse" else F.mse_loss(out.x_hat.float(), x.float())
-            values = torch.stack([loss, recon, kl_cont, kl_cat, ce_cat, ce_cont, q_loss, mse, h_cat]).detach().float()
-        logits = out.logits if out.logits is not None else out.mu[:, :0]
-        return backward, q_loss, values, logits.detach()
+        weights = LossWeights(kl_weight, lam_cat, lam_cont, entropy_weight)
+
+        def vae(t, tau, n_prior):
+            return functional_call(self.vae_base, {**vae_p, **vae_b}, (t, tau), {"n_prior": n_prior, "noise": noise})
+
+        q = (lambda t: functional_call(self.q_base, {**q_p, **q_b}, (t,))) if self.q_base is not None else None
+        scale = (lambda t: _scaled(t, lam)) if self.single else None
+        out, terms = loss_terms(vae, q, x, tau, o, scale)
+        loss, loss_q = vae_loss(terms, weights), q_loss(terms.ce_cat, terms.ce_cont)
+        # as Stepper._fused: lambda = 1 here and lambda in _scaled
+        backward = vae_loss(terms, weights._replace(lambda_cat=1.0, lambda_cont=1.0)) if self.single else loss
+        values = metric_values(out, x, loss, terms, loss_q, o.recon_loss)
+        counts = code_counts(out.logits.detach()) if out.logits is not None else out.mu.new_zeros(0)
+        return backward, loss_q, values, counts
 
     def train_step(self) -> torch.Tensor:
         """Update every member on its next batch; returns ``[G, METRICS + K counts]`` (no host sync)."""
@@ -191,7 +169,7 @@ class GroupTrainer:
         noise = self._noise(x.shape[1])
         autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else contextlib.nullcontext()
         with autocast:
-            backward, q_loss, values, logits = vmap(self._member, in_dims=(0, 0, 0, 0, 0, 0, 0, None))(
+            backward, loss_q, values, counts = vmap(self._member, in_dims=(0, 0, 0, 0, 0, 0, 0, None))(
                 self.vae_params, self.vae_buffers, self.q_params, self.q_buffers, x, noise, self.weights, self._tau)
         vae_params, q_params = list(self.vae_params.values()), list(self.q_params.values())
         for opt in (self.vae_opt, self.q_opt):
@@ -201,15 +179,11 @@ class GroupTrainer:
             backward.sum().backward()  # members are independent: the sum's gradient is each member's own
         else:
             torch.autograd.backward(backward.sum(), inputs=vae_params, retain_graph=True)
-            torch.autograd.backward(q_loss.sum(), inputs=q_params)
+            torch.autograd.backward(loss_q.sum(), inputs=q_params)
         for opt, params in ((self.vae_opt, vae_params), (self.q_opt, q_params)):
             if opt is not None:
                 self._clip(params)
                 opt.step()
-        if logits.shape[-1] == 0:
-            return values
-        k = logits.shape[-1]
-        counts = (logits.argmax(dim=-1, keepdim=True) == torch.arange(k, device=logits.device)).sum(dim=1)
         return torch.cat([values, counts.float()], dim=1)
 
     def _clip(self, params: list[torch.Tensor]) -> None:

@@ -61,7 +61,10 @@ def check_args(threads: Any, meta: Any = None) -> None:
 
 
 def check_data(config: Config, data: ImageData) -> None:
-    check_image_shape(data.image_shape)
+    try:
+        check_image_shape(data.image_shape)
+    except ValueError as exc:  # the model's own check, as a user's mistake
+        raise ConfigError(str(exc)) from None
     if config.batch_size > len(data):
         raise DataError(f"batch_size {config.batch_size} is larger than the {len(data)} training images; lower batch_size")
 

@@ -13,6 +13,7 @@ import torch
 from ..config import Config, from_dict
 from ..errors import CheckpointError, resume_command
 from ..models import VAE, QNetwork
+from ..perf.fast_layers import use_matmul_layers
 from ..steps import METRICS, build_networks
 from . import checkpoint as ckpt
 
@@ -63,6 +64,8 @@ def read_run_info(path: Path) -> tuple[dict[str, Any], Config]:
 def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], config: Config, where: Path) -> tuple[VAE, QNetwork | None]:
     """Build the networks of ``config`` and load a checkpoint's weights into them."""
     vae, q = build_networks(tuple(image_shape), config)
+    if config.matmul_layers:
+        use_matmul_layers(vae, q)
     try:
         vae.load_state_dict(state["vae"])
         if q is not None:
