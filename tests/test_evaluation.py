@@ -24,13 +24,15 @@ def test_cli_writes_the_full_schema_and_prints_a_table(smoke_runs, tmp_path, cap
     assert set(result["cluster_accuracy"]) == {"hungarian", "majority"}
     assert 0 <= result["cluster_accuracy"]["hungarian"] <= result["cluster_accuracy"]["majority"] <= 1
     assert len(result["kl_per_dim"]) == 16 and result["n_test"] == 1000
+    assert result["q_warm_start"] == ["categorical", "z0", "z1"]  # paper-joint's own Q reads the code and dims 0-1
     printed = capsys.readouterr().out
-    assert "categorical" in printed and "cluster accuracy (Hungarian)" in printed
+    assert "categorical" in printed and "cluster accuracy (Hungarian)" in printed and "warm-started from the run's Q" in printed
 
 
 def test_gaussian_model_has_no_clustering(smoke_runs):
     result = evaluate(smoke_runs["paper-gaussian"], settings="smoke")
     assert result["cluster_accuracy"] is None and result["nmi"] is None and "categorical" not in result["mi"]
+    assert result["q_warm_start"] == ["z0", "z1"]
     assert 0 < result["linear_probe_accuracy"] <= 1
     assert "n/a" in format_table(result)
 

@@ -66,7 +66,7 @@ def evaluate(run: Run | str | os.PathLike, train: ImageData | None = None, test:
         key = "mi" if i == 0 else f"mi_{path}"
         result[key] = estimate.to_dict()["components"]
         if i == 0:
-            result.update(q_steps=estimate.q_steps, n_eval=estimate.n_eval, q_converged=estimate.converged,
+            result.update(q_steps=estimate.q_steps, n_eval=estimate.n_eval, q_converged=estimate.converged, q_warm_start=estimate.warm_start,
                           mi_seconds=estimate.seconds, estimator={"settings": settings, **estimate.settings,
                                                                   "ci": "percentile bootstrap over evaluation samples"})
     result["recon_mse"] = float(codes_test["mse"].mean())
@@ -98,7 +98,8 @@ def evaluate(run: Run | str | os.PathLike, train: ImageData | None = None, test:
 
 def format_table(result: dict[str, Any]) -> str:
     """A readable plain-text summary of an ``evaluate`` result."""
-    lines = [f"MI lower bounds, {next(iter(result['mi'].values()))['path']} path ({result['q_steps']} Q steps, {result['n_eval']} samples):",
+    warm = ", warm-started from the run's Q" if result.get("q_warm_start") else ""
+    lines = [f"MI lower bounds, {next(iter(result['mi'].values()))['path']} path ({result['q_steps']} Q steps{warm}, {result['n_eval']} samples):",
              f"  {'component':<12}{'nats':>8}  {'95% CI':>17}  {'H(c)':>7}  {'fraction':>8}"]
     for name, c in result["mi"].items():
         lines.append(f"  {name:<12}{c['nats']:>8.3f}  [{c['ci95'][0]:>7.3f}, {c['ci95'][1]:>7.3f}]  {c['entropy']:>7.3f}  {c['fraction']:>8.1%}")

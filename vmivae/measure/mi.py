@@ -2,10 +2,13 @@
 
     I(c; x~) >= H(c) - E[-log Q(c | x~)]        (Barber & Agakov 2003)
 
-The generator is frozen (eval mode, no gradients). A new :class:`~vmivae.models.QNetwork` learns to
+The generator is frozen (eval mode, no gradients). A :class:`~vmivae.models.QNetwork` learns to
 recover *every* latent component (the categorical code and each Gaussian dim, one head each) from the
 decoded images; it is trained on fresh samples, checked on a validation set for early stopping, and
-scored on a separate evaluation set.
+scored on a separate evaluation set. A trained run already carries a Q for the components that were in
+its bound (``run.q``): Q starts from it (warm start; the other heads start at ``Q = N(0, 1)`` or uniform,
+a bound of 0), which needs far fewer steps. The bound holds for any Q, so the start only changes how
+tight it is: what keeps it a bound is that Q is scored on samples it was never fitted on.
 
 * ``path="generation"`` (primary): codes drawn from the prior, so ``H(c)`` is exact (``log K`` for the
   uniform K-way code, ``0.5 log(2 pi e)`` per N(0, 1) dim) and ``H(c) - CE`` is a true lower bound in
@@ -38,38 +41,47 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..datasets import ImageData
-from ..latents import STANDARD_NORMAL_ENTROPY, LatentSpec, gaussian_log_likelihood, sample_prior
+from ..latents import LatentSpec, gaussian_log_likelihood
 from ..models import VAE, QNetwork
+from ..objectives import mi_lower_bound, prior_entropy
 from ..perf.device import resolve_amp
-from ..perf.fast_layers import use_matmul_layers
 from .metrics import discrete_entropy, spacing_entropy
+from .q_fit import Source, calibrate, gain_is_small, warm_start
 
 PATHS = ("generation", "reconstruction")
 
 
 @dataclass(frozen=True)
 class EstimatorSettings:
-    """How hard to train Q and how many samples to score it on."""
+    """How hard to train Q, when to stop, and how many samples to score it on."""
 
     max_steps: int = 2000  # Q updates at most
     min_steps: int = 200  # never stop before this many
     batch_size: int = 128  # images per Q update
     lr: float = 1e-3  # Adam learning rate of Q
+    head_lr: float = 0.0  # of Q's last layer when Q is warm-started (0: lr)
     eval_every: int = 100  # validation check cadence (steps)
-    patience: int = 3  # stop after this many checks without an improvement of at least tol
-    tol: float = 0.005  # nats
-    n_val: int = 1000  # validation samples (early stopping)
+    patience: int = 3  # the window: stop when the bound gained too little over the last `patience` checks
+    tol: float = 0.005  # nats: a gain below this is too little
+    noise_z: float = 0.0  # ... and so is a gain below noise_z standard errors of the paired gain (0: tol only)
+    n_val: int = 1000  # validation samples (early stopping), decoded once
     n_eval: int = 5000  # evaluation samples (the reported numbers)
     n_boot: int = 1000  # bootstrap resamples for the 95% intervals
     seed: int = 0  # seeds Q's weights and every sample
     amp: str = "none"  # "auto": train Q in bf16 where the device computes it natively (scoring is always fp32)
     ema: float = 0.99  # decay of the moving average of Q's weights that is validated and scored (0: off)
+    warm_start: bool = True  # start from the run's own Q for the components it reads (a bare decoder: cold)
+    calibrate: bool = True  # refit Q's last layer in closed form on the validation samples at each check
 
 
 SETTINGS = {
     "smoke": EstimatorSettings(max_steps=30, min_steps=10, batch_size=64, eval_every=10, n_val=256, n_eval=512, n_boot=200, amp="auto"),
-    "quick": EstimatorSettings(max_steps=500, min_steps=300, batch_size=64, eval_every=50, n_val=1000, n_eval=3000, amp="auto"),
+    "quick": EstimatorSettings(max_steps=200, min_steps=80, batch_size=64, head_lr=1e-2, eval_every=40, patience=2, noise_z=2.0, n_val=500,
+                               n_eval=3000, amp="auto", ema=0.95),
     "full": EstimatorSettings(max_steps=5000, min_steps=500, batch_size=256, eval_every=250, n_val=5000, n_eval=20000),
+    # the quick budget before warm starts and the noise-aware stop: a fresh Q for all 500 steps
+    "quick-500": EstimatorSettings(max_steps=500, min_steps=300, batch_size=64, eval_every=50, n_val=1000, n_eval=3000, amp="auto",
+                                   warm_start=False, calibrate=False),
 }
 
 
@@ -91,12 +103,13 @@ class MIEstimate:
 
     components: dict[str, ComponentMI]
     path: str
-    q_steps: int
+    q_steps: int  # Q updates taken
     converged: bool  # stopped by the validation criterion (not by max_steps)
     n_eval: int
     seconds: float
     validation: list[tuple[int, float]] = field(default_factory=list)  # (step, summed bound) per check
     settings: dict = field(default_factory=dict)
+    warm_start: list[str] = field(default_factory=list)  # components whose head started from the run's own Q (empty: cold start)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -107,39 +120,6 @@ class MIEstimate:
 def component_names(latent: LatentSpec) -> list[str]:
     """``categorical`` (when the model has one) then ``z0``, ``z1``, ..."""
     return (["categorical"] if latent.categorical else []) + [f"z{j}" for j in range(latent.continuous)]
-
-
-class _Source:
-    """Draws ``(images, category index or None, Gaussian codes)`` batches.
-
-    Prior codes when ``images`` is None (generation path), else the encoder's hard codes of those
-    images (reconstruction path). ``fixed_seed`` makes every pass draw the same samples (the
-    validation and evaluation sets); otherwise the global RNG draws fresh ones (training).
-    """
-
-    def __init__(self, decode: Callable, latent: LatentSpec, device, encode=None, images: torch.Tensor | None = None, fixed_seed: int | None = None):
-        self.decode, self.latent, self.device, self.encode, self.images = decode, latent, device, encode, images
-        self.fixed_seed = fixed_seed
-
-    def __len__(self) -> int:
-        return len(self.images) if self.images is not None else 0
-
-    @torch.no_grad()
-    def batch(self, n: int, start: int | None = None, generator: torch.Generator | None = None):
-        if self.images is None:
-            z, c = sample_prior(self.latent, n, self.device, generator)
-        else:
-            index = torch.arange(start, start + n) if start is not None else torch.randint(len(self.images), (n,))
-            mu, _, logits = self.encode(self.images[index].to(self.device))
-            z, c = mu, None if logits is None else torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float()
-        x = self.decode(self.latent.join(z, c)).detach()
-        return x, (None if c is None else c.argmax(1)), z
-
-    def passes(self, n: int, chunk: int = 500):
-        """Chunks of the fixed set of ``n`` samples (the same ones on every call)."""
-        generator = torch.Generator().manual_seed(self.fixed_seed) if self.images is None else None
-        for start in range(0, n, chunk):
-            yield self.batch(min(chunk, n - start), None if self.images is None else start, generator)
 
 
 def _per_sample_ce(q: QNetwork, x: torch.Tensor, k: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
@@ -153,7 +133,7 @@ def _per_sample_ce(q: QNetwork, x: torch.Tensor, k: torch.Tensor | None, z: torc
 
 
 @torch.no_grad()
-def _score(q: QNetwork, source: _Source, n: int) -> tuple[torch.Tensor, list]:
+def _score(q: QNetwork, source: Source, n: int) -> tuple[torch.Tensor, list]:
     """Per-sample cross-entropies ``[n, n_components]`` on the source's fixed set, and its codes."""
     q.eval()
     rows, codes = [], []
@@ -182,17 +162,55 @@ def _as_decoder(model) -> tuple[Callable, LatentSpec | None, Callable | None, to
     return model, None, None, torch.device("cpu")
 
 
-def _sources(decode, latent, encode, device, path, data, eval_data, s: EstimatorSettings) -> tuple[_Source, _Source, _Source]:
+def _sources(decode, latent, encode, device, path, data, eval_data, s: EstimatorSettings) -> tuple[Source, Source, Source]:
     """Training, validation and evaluation sources for one path."""
     if path == "generation":
-        return (_Source(decode, latent, device), _Source(decode, latent, device, fixed_seed=s.seed + 1),
-                _Source(decode, latent, device, fixed_seed=s.seed + 2))
+        return (Source(decode, latent, device), Source(decode, latent, device, fixed_seed=s.seed + 1),
+                Source(decode, latent, device, fixed_seed=s.seed + 2))
     # reconstruction: Q trains on 90% of the training images, stops on the other 10%, is scored on eval_data
     perm = torch.randperm(len(data))
     n_val = min(s.n_val, len(data) // 10)
     images = data.images
-    return (_Source(decode, latent, device, encode, images[perm[n_val:]]), _Source(decode, latent, device, encode, images[perm[:n_val]]),
-            _Source(decode, latent, device, encode, eval_data.images))
+    return (Source(decode, latent, device, encode, images[perm[n_val:]]), Source(decode, latent, device, encode, images[perm[:n_val]]),
+            Source(decode, latent, device, encode, eval_data.images))
+
+
+def _fit_q(q: QNetwork, train: Source, val: Source, n_val: int, s: EstimatorSettings, device, warm: bool) -> tuple[int, bool, list]:
+    """Train ``q`` on fresh batches until the validation bound stops gaining; leave it at its best check.
+    Returns ``(steps, stopped by the criterion, [(step, summed validation cross-entropy)] per check)``."""
+    head = list(q.net[-2].parameters())
+    body = [p for p in q.parameters() if all(p is not h for h in head)]
+    opt = torch.optim.Adam([{"params": body}, {"params": head, "lr": s.head_lr if warm and s.head_lr else s.lr}], lr=s.lr)
+    # Each check validates the current Q and an exponential moving average of its weights (and
+    # BatchNorm statistics), and keeps whichever is best on the validation samples: single Adam
+    # iterates of a many-headed Q are noisy, but early in training the average lags behind them.
+    ema = AveragedModel(q, multi_avg_fn=get_ema_multi_avg_fn(s.ema), use_buffers=True) if s.ema else None
+    candidates = [q] + ([ema.module] if ema is not None else [])
+    best, best_state, best_ce, history, validation, step = float("inf"), None, None, [], [], 0
+    amp_dtype = resolve_amp(s.amp, device)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    while step < s.max_steps:
+        with autocast:  # how Q is trained only affects how tight the bound is, not whether it is one
+            loss = _per_sample_ce(q, *train.batch(s.batch_size)).mean(0).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if ema is not None:
+            ema.update_parameters(q)
+        step += 1
+        if step % s.eval_every == 0 or step == s.max_steps:
+            scores = [(calibrate(c, val, n_val, autocast) if s.calibrate else _score(c, val, n_val)[0]).sum(1) for c in candidates]
+            means = [float(v.mean()) for v in scores]
+            i = means.index(min(means))
+            validation.append((step, means[i]))
+            if means[i] < best:
+                best, best_state, best_ce = means[i], copy.deepcopy(candidates[i].state_dict()), scores[i]
+            history.append(best_ce)
+            if step >= s.min_steps and len(history) > s.patience and gain_is_small(history[-1], history[-1 - s.patience], s.tol, s.noise_z):
+                break
+    if best_state is not None:
+        q.load_state_dict(best_state)
+    return step, step < s.max_steps, validation
 
 
 def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generation", data: ImageData | None = None,
@@ -200,12 +218,13 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
     """Lower-bound the MI between every latent component and the generated images of a fixed model.
 
     Args:
-        model: a :class:`~vmivae.runs.run.Run`, a :class:`~vmivae.models.VAE`, or any decoder callable
-            mapping latents ``[B, D + K]`` (Gaussian values, then one-hot) to images ``[B, C, H, W]``.
+        model: a :class:`~vmivae.runs.run.Run` (whose own Q, if it has one, is the warm start), a
+            :class:`~vmivae.models.VAE`, or any decoder callable mapping latents ``[B, D + K]`` (Gaussian
+            values, then one-hot) to images ``[B, C, H, W]``.
         latent: the latent spec; needed only for a bare callable.
         path: ``generation`` (prior codes, exact entropy) or ``reconstruction`` (encoder's hard codes of
             ``data`` to train Q, of ``eval_data`` to score it; needs a VAE).
-        settings: an :class:`EstimatorSettings` or the name of one (``smoke``, ``quick``, ``full``).
+        settings: an :class:`EstimatorSettings` or the name of one (``smoke``, ``quick``, ``full``, ``quick-500``).
         device: where Q trains; default: the model's device (cpu for a bare callable).
     """
     if path not in PATHS:
@@ -225,42 +244,11 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
         n_val = len(val) or s.n_val
         n_eval = min(s.n_eval, len(evaluation)) if len(evaluation) else s.n_eval
         q = QNetwork(tuple(train.batch(2)[0].shape[1:]), latent.categorical, latent.continuous).to(device)
-        use_matmul_layers(q)  # the same weights, its head faster on a CPU (vmivae.perf.fast_layers)
-        opt = torch.optim.Adam(q.parameters(), lr=s.lr)
-        # Each check validates the current Q and an exponential moving average of its weights (and
-        # BatchNorm statistics), and keeps whichever is best on the validation samples: single Adam
-        # iterates of a many-headed Q are noisy, but early in training the average lags behind them.
-        ema = AveragedModel(q, multi_avg_fn=get_ema_multi_avg_fn(s.ema), use_buffers=True) if s.ema else None
-        candidates = [q] + ([ema.module] if ema is not None else [])
-        best, best_state, since, validation, step = float("inf"), None, 0, [], 0
-        amp_dtype = resolve_amp(s.amp, device)
-        autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-        while step < s.max_steps:
-            with autocast:  # how Q is trained only affects how tight the bound is, not whether it is one
-                loss = _per_sample_ce(q, *train.batch(s.batch_size)).mean(0).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(q)
-            step += 1
-            if step % s.eval_every == 0 or step == s.max_steps:
-                scores = [float(_score(c, val, n_val)[0].mean(0).sum()) for c in candidates]
-                val_ce = min(scores)
-                validation.append((step, val_ce))
-                if val_ce < best - s.tol:
-                    winner = candidates[scores.index(val_ce)]
-                    best, best_state, since = val_ce, copy.deepcopy(winner.state_dict()), 0
-                else:
-                    since += 1
-                if since >= s.patience and step >= s.min_steps:
-                    break
-        converged = step < s.max_steps
-        if best_state is not None:
-            q.load_state_dict(best_state)
+        warm = warm_start(q, model) if s.warm_start else []
+        step, converged, validation = _fit_q(q, train, val, n_val, s, device, bool(warm))
         ce, codes = _score(q, evaluation, n_eval)
     entropy = _entropies(latent, path, codes)
-    values = entropy[None, :] - ce.numpy()
+    values = mi_lower_bound(entropy[None, :], ce.numpy())
     lo, hi = _bootstrap(values, s.n_boot, s.seed)
     means = values.mean(axis=0)
     components = {
@@ -268,31 +256,37 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
                           float(means[i] / entropy[i]) if entropy[i] > 0 else float("nan"), path, float(ce[:, i].mean()))
         for i, name in enumerate(component_names(latent))
     }
-    total_entropy = float(entropy.sum())
-    curve = [(st, total_entropy - v) for st, v in validation]
-    return MIEstimate(components, path, step, converged, n_eval, round(time.perf_counter() - start, 3), curve, asdict(s))
+    curve = [(st, float(mi_lower_bound(entropy.sum(), v))) for st, v in validation]
+    return MIEstimate(components, path, step, converged, n_eval, round(time.perf_counter() - start, 3), curve, asdict(s), warm)
 
 
 def _entropies(latent: LatentSpec, path: str, codes: list) -> np.ndarray:
     """``H(c)`` per component: exact for prior codes, estimated from the codes on the reconstruction path."""
     if path == "generation":
-        cat = [np.log(latent.categorical)] if latent.categorical else []
-        return np.array(cat + [STANDARD_NORMAL_ENTROPY] * latent.continuous)
+        cat = [prior_entropy(categorical=latent.categorical)] if latent.categorical else []
+        return np.array(cat + [prior_entropy(continuous=1)] * latent.continuous)
     z = torch.cat([zc for _, zc in codes]).numpy()
     cat = [discrete_entropy(torch.cat([k for k, _ in codes]).numpy())] if latent.categorical else []
     return np.array(cat + [spacing_entropy(z[:, j]) for j in range(z.shape[1])])
 
 
-def estimate_mi_refits(model, n_fits: int = 3, settings: EstimatorSettings | str = "quick", **kwargs) -> dict[str, dict]:
-    """Repeat :func:`estimate_mi` with ``n_fits`` seeds: mean, std and a t-based 95% interval per component."""
+def t_interval(values: np.ndarray) -> tuple[float, float, tuple[float, float]]:
+    """Mean, sample std and Student-t 95% interval of the mean of ``values [n]`` (nan interval for n < 2)."""
     from scipy import stats
 
+    n, mean = len(values), float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    half = float(stats.t.ppf(0.975, n - 1)) * std / np.sqrt(n) if n > 1 else float("nan")
+    return mean, std, (mean - half, mean + half)
+
+
+def estimate_mi_refits(model, n_fits: int = 3, settings: EstimatorSettings | str = "quick", **kwargs) -> dict[str, dict]:
+    """Repeat :func:`estimate_mi` with ``n_fits`` seeds: mean, std and a t-based 95% interval per component."""
     base = SETTINGS[settings] if isinstance(settings, str) else settings
     fits = [estimate_mi(model, settings=EstimatorSettings(**{**asdict(base), "seed": base.seed + i}), **kwargs) for i in range(n_fits)]
     out = {}
     for name in fits[0].components:
         v = np.array([f.components[name].nats for f in fits])
-        half = stats.t.ppf(0.975, n_fits - 1) * v.std(ddof=1) / np.sqrt(n_fits) if n_fits > 1 else float("nan")
-        out[name] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if n_fits > 1 else 0.0,
-                     "ci95": [float(v.mean() - half), float(v.mean() + half)], "fits": v.tolist()}
+        mean, std, ci = t_interval(v)
+        out[name] = {"mean": mean, "std": std, "ci95": list(ci), "fits": v.tolist()}
     return out
