@@ -64,9 +64,11 @@ def _losses_of(kl, steps=6):
 def test_in_the_loop_a_right_answer_reproduces_the_run_and_a_wrong_one_says_where_it_parts():
     reference = _losses_of(solutions.gaussian_kl)
     right, message = loop_verdict("gaussian_kl", lambda: _losses_of(lambda mu, lv: 0.5 * (mu * mu + torch.exp(lv) - 1 - lv)), reference)
-    assert right is True and "reproduce the chapter's losses" in message
+    assert right is True and "reproduce the chapter's run" in message
     wrong, message = loop_verdict("gaussian_kl", lambda: _losses_of(WRONG["gaussian_kl"]), reference)
     assert wrong is False and "parts from the chapter's at step 0" in message
+    slightly_off = [v * (1 + 3e-3) for v in reference]  # rounding that grew over a few steps: still right
+    assert loop_verdict("gaussian_kl", lambda: slightly_off, reference)[0] is True
 
 
 def test_in_the_loop_an_unsolved_or_crashing_exercise_never_stops_the_notebook():

@@ -131,30 +131,32 @@ def check(name: str, fn: Callable) -> None:
     print(verdict(name, fn)[1])
 
 
-def loop_verdict(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-4) -> tuple[bool | None, str]:
-    """Run the chapter's loop with the student's function (``run()`` returns its losses, one per step) and
-    compare them with the first losses of the chapter's own run, ``reference``.
+def loop_verdict(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-2) -> tuple[bool | None, str]:
+    """Run the chapter's loop with the student's function (``run()`` returns one number per step, e.g. the
+    term that function computes) and compare with the same numbers of the chapter's own run, ``reference``.
 
-    ``(True, ...)`` when every loss matches within ``tol`` (relative), ``(False, where they part)``, ``(None, ...)``
-    when the function is not written yet.
+    ``(True, ...)`` when every number matches within ``tol`` (relative), ``(False, where they part)``, ``(None, ...)``
+    when the function is not written yet. The tolerance is loose on purpose: a right function written in
+    another order rounds differently, and Adam lets rounding grow from step to step; a mistake in one of
+    the book's exercises moves the number by several percent at the first step.
     """
     title = EXERCISES[name].title
     try:
-        losses = [float(v) for v in run()]
+        values = [float(v) for v in run()]
     except NotImplementedError:
         return None, f"Exercise {title}, in the loop: not attempted yet."
     except Exception as exc:  # a student's bug: one line, never a stopped notebook
         return False, f"Exercise {title}, in the loop: the run raised {type(exc).__name__}: {exc}"
-    want = [float(v) for v in reference[: len(losses)]]
-    for step, (got, ref) in enumerate(zip(losses, want)):
+    want = [float(v) for v in reference[: len(values)]]
+    for step, (got, ref) in enumerate(zip(values, want)):
         if not math.isfinite(got) or abs(got - ref) > tol * (1 + abs(ref)):
-            return False, (f"Exercise {title}, in the loop: not yet right: the loss parts from the chapter's at step {step} "
+            return False, (f"Exercise {title}, in the loop: not yet right: the run parts from the chapter's at step {step} "
                            f"(yours {got:.5g}, the chapter's {ref:.5g}).")
-    gap = max((abs(g - r) for g, r in zip(losses, want)), default=0.0)
-    return True, (f"Exercise {title}, in the loop: correct: your {len(losses)} training steps reproduce the chapter's losses "
+    gap = max((abs(g - r) for g, r in zip(values, want)), default=0.0)
+    return True, (f"Exercise {title}, in the loop: correct: your {len(values)} training steps reproduce the chapter's run "
                   f"(largest difference {gap:.1e}).")
 
 
-def in_the_loop(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-4) -> None:
+def in_the_loop(name: str, run: Callable[[], list[float]], reference: list[float], tol: float = 1e-2) -> None:
     """Print how the student's function did inside the chapter's training loop (one line; see :func:`loop_verdict`)."""
     print(loop_verdict(name, run, reference, tol)[1])
