@@ -22,7 +22,15 @@ def source_of(*objects) -> str:
 
 
 def show_code(*objects):
-    """Display ``objects``' source as one highlighted Python block (returned, so a cell's last line shows it)."""
+    """Display ``objects``' source as one highlighted Python block (returned, so a cell's last line shows it).
+
+    The package's lines are longer than the book's column: the block scrolls sideways instead of widening
+    the page.
+    """
     from IPython.display import Code  # a notebook dependency, not a library one
 
-    return Code(source_of(*objects), language="python")
+    class SourceCode(Code):
+        def _repr_html_(self) -> str:
+            return f'<div class="vmivae-source" style="overflow-x: auto">{super()._repr_html_()}</div>'
+
+    return SourceCode(source_of(*objects), language="python")
