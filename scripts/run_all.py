@@ -120,7 +120,7 @@ def prefetch(selected: list[Path], parameters: dict) -> dict[str, float]:
     busy until the end. Returns the timing row: seconds and runs trained.
     """
     from vmivae.errors import ConfigError, VMIVAEError
-    from vmivae.runs.run_cache import prefetch as prefetch_runs
+    from vmivae.runs.run_cache import ensure
     from vmivae.teaching.notebook import ESTIMATOR_FOR_PROFILE
 
     try:
@@ -134,16 +134,18 @@ def prefetch(selected: list[Path], parameters: dict) -> dict[str, float]:
     runs_dir = Path(parameters["runs_dir"])
     before, start = cache_state(runs_dir), time.perf_counter()
     try:
-        prefetch_runs(wanted, runs_dir, parameters["device"], parameters["workers"], ESTIMATOR_FOR_PROFILE.get(parameters["profile"], "quick"))
+        ensure(wanted, runs_dir, parameters["device"], parameters["workers"], ESTIMATOR_FOR_PROFILE.get(parameters["profile"], "quick"))
     except VMIVAEError as exc:  # e.g. no CUDA, missing data: one sentence, not a worker's traceback
         sys.exit(f"run_all: training the chapters' runs ahead stopped: {exc}")
     return work_done(runs_dir, before, time.perf_counter() - start)
 
 
-def finished_runs(runs_dir: Path, pattern: str = "metrics.json") -> set[tuple[str, int]]:
-    """(file, time it was written) of every run's ``pattern`` file (``eval-*.json``: its evaluations): a
-    retrained run counts as new."""
-    return {(str(m), m.stat().st_mtime_ns) for m in runs_dir.glob(f"*/{pattern}")}
+def finished_runs(runs_dir: Path, pattern: str | None = None) -> set[tuple[str, int]]:
+    """(file, time it was written) of every run's ``pattern`` file (default ``metrics.json``; ``eval-*.json``: its
+    evaluations): a retrained run counts as new."""
+    from vmivae.runs.folder import METRICS
+
+    return {(str(m), m.stat().st_mtime_ns) for m in runs_dir.glob(f"*/{pattern or METRICS}")}
 
 
 def work_done(runs_dir: Path, before: tuple[set, set], seconds: float) -> dict[str, float]:
@@ -153,7 +155,9 @@ def work_done(runs_dir: Path, before: tuple[set, set], seconds: float) -> dict[s
 
 
 def cache_state(runs_dir: Path) -> tuple[set, set]:
-    return finished_runs(runs_dir), finished_runs(runs_dir, "eval-*.json")
+    from vmivae.runs.folder import EVALUATIONS
+
+    return finished_runs(runs_dir), finished_runs(runs_dir, EVALUATIONS)
 
 
 def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None) -> None:

@@ -19,7 +19,7 @@ import vmivae
 from vmivae.errors import OutputError, RunInUseError
 from vmivae.runs.checkpoint import load_checkpoint
 from vmivae.runs.files import pid_alive, remove_stale_temps, write_bytes, write_group
-from vmivae.runs.rundir import LOCK, RunLock, read_lock
+from vmivae.runs.folder import LOCK, RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300
@@ -104,7 +104,7 @@ def test_a_live_run_is_locked_and_a_killed_one_is_not(tmp_path):
     finally:
         run.proc.send_signal(signal.SIGKILL)  # a hard kill: the lock stays behind, stale
         run.finish()
-    assert (out / LOCK).exists() and read_lock(out) is None
+    assert (out / LOCK).exists() and RunFolder(out).holder() is None
     step = load_checkpoint(out / "checkpoint.pt")["step"]
     stale = out / f".checkpoint.pt.{dead_pid()}.abc123.tmp"  # what a kill during a checkpoint write leaves
     stale.write_bytes(b"half a checkpoint")
@@ -130,11 +130,11 @@ def test_a_run_killed_before_its_first_checkpoint_does_not_block_a_plain_rerun(t
 
 def test_lock_records_and_stale_locks(tmp_path):
     folder = tmp_path / "run"
-    with RunLock(folder, "test", create=True) as lock:
+    with RunFolder(folder).lock("test", create=True) as lock:
         record = json.loads(lock.path.read_text())
         assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
         with pytest.raises(RunInUseError, match="is in use by process"):
-            RunLock(folder, "second").acquire()  # a second claim in the same process is refused too
+            RunFolder(folder).lock("second").acquire()  # a second claim in the same process is refused too
     assert not folder.exists()  # created for the run, nothing written: removed again
     folder.mkdir()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
@@ -147,9 +147,9 @@ def test_lock_records_and_stale_locks(tmp_path):
             (folder / LOCK).write_text(json.dumps(record))
             if in_use:
                 with pytest.raises(RunInUseError, match="is in use by"):
-                    RunLock(folder, "test").acquire()
+                    RunFolder(folder).lock("test").acquire()
             else:
-                RunLock(folder, "test").acquire().release()
+                RunFolder(folder).lock("test").acquire().release()
                 assert not (folder / LOCK).exists()
     finally:
         sleeper.kill()
@@ -157,22 +157,22 @@ def test_lock_records_and_stale_locks(tmp_path):
     (folder / LOCK).write_text("")  # a lock left half-written long ago
     old = time.time() - 3600
     os.utime(folder / LOCK, (old, old))
-    RunLock(folder, "test").acquire().release()
+    RunFolder(folder).lock("test").acquire().release()
     (folder / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": 0}))  # leaked by this process
-    RunLock(folder, "test").acquire().release()
+    RunFolder(folder).lock("test").acquire().release()
 
 
 CLAIM = """
 import sys, time
 from pathlib import Path
 from vmivae.errors import RunInUseError
-from vmivae.runs.runlock import RunLock
+from vmivae.runs.folder import RunFolder
 folder, go = Path(sys.argv[1]), Path(sys.argv[2])
 print("ready", flush=True)
 while not go.exists():
     time.sleep(0.001)
 try:
-    lock = RunLock(folder, "claim").acquire()
+    lock = RunFolder(folder).lock("claim").acquire()
 except RunInUseError:
     print("refused", flush=True)
 else:

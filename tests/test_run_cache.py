@@ -4,20 +4,21 @@ import json
 
 import pytest
 
-from vmivae.runs.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs, ensure_runs, prefetch
+from vmivae.runs.run_cache import RunSpec, ensure
 
 SPEC = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0})
+GENERATION = (("generation",),)
 
 
 @pytest.fixture()
 def cached(tmp_path):
-    run = ensure_runs([SPEC], tmp_path, device="cpu")[0]
-    return tmp_path, run.path
+    (folder,) = ensure([(SPEC, ())], tmp_path, device="cpu")  # no MI path sets: train only
+    return tmp_path, folder.path
 
 
 def _retrains(runs_dir, spec, capsys) -> bool:
     capsys.readouterr()
-    ensure_runs([spec], runs_dir, device="cpu")
+    ensure([(spec, ())], runs_dir, device="cpu")
     return "training 1 run(s)" in capsys.readouterr().err
 
 
@@ -55,36 +56,33 @@ def test_unfinished_or_older_runs_are_trained_again(cached, capsys, damage):
 
 def test_evaluations_are_cached_next_to_the_run(cached, capsys):
     runs_dir, path = cached
-    run = ensure_runs([SPEC], runs_dir, device="cpu")[0]
-    first = ensure_evaluations([run], settings="smoke")[0]
-    assert "evaluating 1 run(s)" in capsys.readouterr().err
-    assert (path / "eval-smoke-generation.json").is_file()
-    assert ensure_evaluations([run], settings="smoke")[0] == first
-    assert "evaluating" not in capsys.readouterr().err
-
-
-def test_prefetch_trains_a_config_once_and_leaves_nothing_for_later_requests(tmp_path, capsys):
-    renamed = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0}, name="same-config-other-name")
-    plan = [(SPEC, (("generation",),)), (renamed, (("generation",), ("reconstruction",)))]
-    assert prefetch(plan, tmp_path, device="cpu", settings="smoke") == 1  # one config, both path sets
-    assert sorted(p.name for p in tmp_path.glob("*/eval-*.json")) == ["eval-smoke-generation.json", "eval-smoke-reconstruction.json"]
     capsys.readouterr()
-    assert prefetch(plan, tmp_path, device="cpu", settings="smoke") == 0
-    ensure_measured_runs([SPEC], tmp_path, device="cpu", settings="smoke")
-    assert "training" not in capsys.readouterr().err  # the later request found everything in the cache
+    (folder,) = ensure([(path, GENERATION)], runs_dir, settings="smoke")  # a trained run's folder: evaluated, not trained
+    assert "training 0 run(s), evaluating 1 run(s)" in capsys.readouterr().err
+    first = json.loads((path / "eval-smoke-generation.json").read_text())
+    assert folder.path == path and folder.read_evaluation("smoke", ("generation",)) == first
+    (again,) = ensure([(SPEC, GENERATION)], runs_dir, device="cpu", settings="smoke")  # the same run asked by its spec
+    assert again.path == path and again.read_evaluation("smoke", ("generation",)) == first
+    assert "vmivae:" not in capsys.readouterr().err  # nothing to train or evaluate
 
 
-def test_prefetch_wants_a_path_set_for_every_run(tmp_path):
-    with pytest.raises(ValueError, match="at least one set of MI paths"):
-        prefetch([(SPEC, ())], tmp_path, device="cpu")
+def test_a_config_asked_twice_is_trained_once_and_leaves_nothing_for_later_requests(tmp_path, capsys):
+    renamed = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 0}, name="same-config-other-name")
+    plan = [(SPEC, GENERATION), (renamed, (("generation",), ("reconstruction",)))]
+    first = ensure(plan, tmp_path, device="cpu", settings="smoke")
+    assert "training 1 run(s), evaluating 1 run(s)" in capsys.readouterr().err  # one config, both path sets
+    assert first[0].path == first[1].path
+    assert sorted(p.name for p in tmp_path.glob("*/eval-*.json")) == ["eval-smoke-generation.json", "eval-smoke-reconstruction.json"]
+    assert [f.path for f in ensure(plan, tmp_path, device="cpu", settings="smoke")] == [f.path for f in first]
+    assert "vmivae:" not in capsys.readouterr().err  # the later request found everything in the cache
 
 
-def test_prefetch_with_two_workers_evaluates_each_run_after_training_it(tmp_path):
+def test_two_workers_evaluate_each_run_after_training_it(tmp_path):
     other = RunSpec("paper-joint", "smoke", {"steps": 4, "seed": 1})
-    plan = [(SPEC, (("generation",), ("reconstruction",))), (other, (("generation",),))]
-    assert prefetch(plan, tmp_path, device="cpu", workers=2, settings="smoke") == 2
-    for spec, path_sets in plan:
-        run_dir = spec.directory(tmp_path)
-        trained = (run_dir / "metrics.json").stat().st_mtime_ns
-        evaluated = [(run_dir / f"eval-smoke-{p[0]}.json").stat().st_mtime_ns for p in path_sets]
+    plan = [(SPEC, (("generation",), ("reconstruction",))), (other, GENERATION)]
+    folders = ensure(plan, tmp_path, device="cpu", workers=2, settings="smoke")
+    assert len({f.path for f in folders}) == 2
+    for folder, (_, path_sets) in zip(folders, plan):
+        trained = folder.metrics.stat().st_mtime_ns
+        evaluated = [folder.evaluation_file("smoke", p).stat().st_mtime_ns for p in path_sets]
         assert min(evaluated) > trained

@@ -40,6 +40,8 @@ class Trainer:
     def __init__(self, config: Config, data: ImageData, device: torch.device, dist: distributed.DistInfo | None = None):
         dist = dist or distributed.DistInfo()
         self.config, self.device, self.dist = config, device, dist
+        # the one place a config's capture is resolved: an explicit cuda-graph off CUDA fails here, before any write
+        self.capture = resolve_capture(config.capture, device, dist.world_size)  # "none" or "cuda-graph" (vmivae.perf.graphed)
         torch.manual_seed(config.seed)  # the same initial weights in every process
         self.vae, self.q = build_networks(data.image_shape, config)
         if config.matmul_layers:
@@ -62,7 +64,6 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, device)
         stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
                           config.step_mode, config.grad_clip, self.amp_dtype)
-        self.capture = resolve_capture(config.capture, device, dist.world_size)  # "none" or "cuda-graph" (vmivae.perf.graphed)
         self.stepper = make_step(stepper, self.capture, device)
         self.step = 0
         self.seconds = 0.0
@@ -80,10 +81,10 @@ class Trainer:
         return temperature_at(step, c.tau0, c.tau_min, c.tau_rate, c.tau_interval)
 
     # ------------------------------------------------------------------ the loop
-    def train(self, until: int, on_flush=None, on_checkpoint=None) -> None:
-        """Train until ``self.step == until``; ``on_flush(rows)`` after each history flush,
-        ``on_checkpoint()`` every ``checkpoint_every`` steps. Raises :class:`TrainingInterrupted`
-        after the current step when a stop was requested (the history is flushed first)."""
+    def advance(self, until: int) -> tuple[np.ndarray, int | None]:
+        """Train up to the next history flush: ``log_every`` steps, a checkpoint step (a multiple of
+        ``checkpoint_every``), ``until``, or a requested stop, whichever comes first. Returns the flushed
+        rows ``[steps, len(HISTORY_COLUMNS)]`` and the signal that asked to stop (on any process), or None."""
         c = self.config
         self.vae.train()
         if self.q is not None:
@@ -92,7 +93,7 @@ class Trainer:
         buffer = torch.zeros(rows, len(METRICS) + (c.categorical or 0), device=self.device)
         taus: list[float] = []
         start = time.perf_counter()
-        while self.step < until:
+        while True:
             tau = self.tau_at(self.step)
             if tau != self._tau_value:  # the device scalar changes only when the schedule does
                 self._tau_value = tau
@@ -102,18 +103,18 @@ class Trainer:
             taus.append(tau)
             self.step += 1
             stop = distributed.any_true(self.stop_signal is not None, self.dist, self.device)
-            checkpoint_due = self.step % c.checkpoint_every == 0
-            if len(taus) == c.log_every or checkpoint_due or self.step == until or stop:
+            if len(taus) == c.log_every or self.step % c.checkpoint_every == 0 or self.step == until or stop:
                 rows = self._flush(buffer[: len(taus)], taus)
-                taus = []
                 self.seconds += time.perf_counter() - start
-                if on_flush:
-                    on_flush(rows)
-                if stop:
-                    raise TrainingInterrupted(self.step, self.stop_signal or signal.SIGINT)
-                if checkpoint_due and on_checkpoint and self.step < until:
-                    on_checkpoint()
-                start = time.perf_counter()
+                return rows, (self.stop_signal or signal.SIGINT) if stop else None
+
+    def train(self, until: int) -> None:
+        """Train until ``self.step == until`` (no files, no progress: what benchmarks and tests call).
+        Raises :class:`TrainingInterrupted` after the current step when a stop was requested."""
+        while self.step < until:
+            _, stop = self.advance(until)
+            if stop is not None:
+                raise TrainingInterrupted(self.step, stop)
 
     def _flush(self, block: torch.Tensor, taus: list[float]) -> np.ndarray:
         block = distributed.mean_(block.clone(), self.dist).double().cpu().numpy()  # the one host sync of a log interval

@@ -9,18 +9,18 @@ Runs survive interruption: checkpoints (weights, optimiser states, sampler and R
 are written atomically every ``checkpoint_every`` steps; SIGINT/SIGTERM finish the current step,
 write a checkpoint and stop (a second Ctrl-C aborts at once); ``resume`` continues bit-identically.
 
-Nothing is written before everything that can be checked has been: ``fit`` checks the config, the
-data (image shape, batch versus dataset size), the device and the output folder, builds the networks,
-and only then locks the folder; ``resume`` locks the run first (so nobody else changes it) and checks
-the checkpoint against ``config.json`` and the data. Files are written from the first checkpoint on
-(:class:`vmivae.runs.rundir.RunWriter`), so a failure before it leaves the folder as it was.
+Nothing is written before everything that can be checked has been: ``fit`` and ``resume`` check the
+config, the data (image shape, batch versus dataset size), the device and the run folder
+(:class:`vmivae.runs.folder.RunFolder`) and build the networks; only then do they lock the folder, and
+``resume`` reads the checkpoint under the lock (so nobody changes it meanwhile) and checks it against
+``config.json``. Files are written from the first checkpoint on (:class:`vmivae.runs.rundir.RunWriter`),
+so a failure before it leaves the folder as it was.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,11 @@ from .config import Config
 from .datasets import as_image_data, load
 from .errors import CheckpointError, ConfigError, DataError, RunInUseError, TrainingError, TrainingInterrupted, resume_command
 from .perf import distributed
-from .perf.device import resolve_capture, resolve_device, use_all_cores
-from .runs import checkpoint as ckpt
+from .perf.device import resolve_device, use_all_cores
+from .runs.folder import RunFolder
 from .runs.preflight import RESUMABLE_KEYS, as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
-from .runs.run import HISTORY_COLUMNS, Run, history_frame, read_run_info
-from .runs.rundir import RunLock, RunWriter, check_out_dir
+from .runs.run import HISTORY_COLUMNS, Run, history_frame
+from .runs.rundir import RunWriter
 from .runs.signals import interrupt_outside_loop, stop_on_signals
 from .trainer import Trainer
 
@@ -51,7 +51,6 @@ def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, flo
 def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, torch.device, int]:
     device = resolve_device(config.device)
     dist, device = distributed.setup(device)
-    resolve_capture(config.capture, device, dist.world_size)  # capture: cuda-graph off CUDA fails here, before any write
     if not threads and dist.enabled and device.type == "cpu":  # share the cores among this machine's processes
         threads = max(1, use_all_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
     if threads:
@@ -60,7 +59,7 @@ def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, t
     return dist, device, n_threads
 
 
-def _claim(lock: RunLock, dist: distributed.DistInfo, inspect) -> Any:
+def _claim(lock, dist: distributed.DistInfo, inspect) -> Any:
     """Take ``lock`` on the main process and run ``inspect()`` under it; its result (or error) on every process."""
     box: list[Any] = [None]
 
@@ -70,6 +69,14 @@ def _claim(lock: RunLock, dist: distributed.DistInfo, inspect) -> Any:
 
     distributed.on_main(dist, action)
     return box[0]
+
+
+def _writer(folder: RunFolder, info: dict[str, Any], dist: distributed.DistInfo, **session: Any) -> RunWriter | None:
+    """The writer of ``folder`` on the main process (None elsewhere), after clearing what killed processes left there."""
+    if not dist.is_main:
+        return None
+    folder.remove_stale_temps()
+    return RunWriter(folder, info, **session)
 
 
 def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, *, overwrite: bool = False,
@@ -93,9 +100,10 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
         raise ConfigError(f"fit() needs a vmivae.Config, got {type(config).__name__}; build one with vmivae.make_config(...)")
     config = config.replace()  # checks a Config built by hand too
     out_dir = as_path(out, "out")
+    folder = RunFolder(out_dir) if out_dir is not None else None
     check_args(threads, meta)
-    if out_dir is not None:
-        check_out_dir(out_dir, bool(overwrite))  # before the data load: an obvious mistake fails fast
+    if folder is not None:
+        folder.check_new_run(bool(overwrite))  # before the data load: an obvious mistake fails fast
     if data is None:
         data = load(config.dataset, "train", config.data_root)
     else:
@@ -106,16 +114,14 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
     detail = {"text": "nothing was written"}
     with interrupt_outside_loop(detail):
         dist, device, n_threads = _setup(config, threads)
-        lock = RunLock(out_dir, "vmivae train", create=True) if out_dir is not None else None
+        lock = folder.lock("vmivae train", create=True) if folder is not None else None
         try:
             trainer = build_trainer(config, data, device, dist)
             writer = None
-            if lock is not None:
-                replaces = _claim(lock, dist, lambda: check_out_dir(out_dir, bool(overwrite), locked=True))
-                writer = RunWriter(out_dir, info, replaces) if dist.is_main else None
-                if writer is not None:
-                    writer.clean()
-            return _train(trainer, config, out_dir, writer, info, progress and dist.is_main, n_threads, len(data), detail)
+            if folder is not None:
+                replaces = _claim(lock, dist, lambda: folder.check_new_run(bool(overwrite), locked=True))
+                writer = _writer(folder, info, dist, replaces=replaces)
+            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail)
         finally:
             if lock is not None:
                 lock.release()
@@ -131,11 +137,12 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
     A run trained on your own data needs the same ``data`` again. A resume that fails, or is stopped
     before its first checkpoint, leaves the run as it was (a finished run stays finished).
     """
-    path = ckpt.check_run_dir(as_path(path, "the run directory"))
+    folder = RunFolder.existing(as_path(path, "the run directory"))
+    path = folder.path
     check_args(threads)
     if overrides is not None and not isinstance(overrides, dict):
         raise ConfigError(f"overrides must be a dict of config keys, got {type(overrides).__name__}")
-    before, config = read_run_info(path)
+    before, config = folder.read_config()
     changes = dict(overrides or {})
     if steps is not None:
         changes["steps"] = steps
@@ -160,117 +167,134 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
     detail = {"text": f"the run in {path} is unchanged"}
     with interrupt_outside_loop(detail):
         dist, device, n_threads = _setup(config, threads)
-        lock = RunLock(path, "vmivae train --resume")
+        lock = folder.lock("vmivae train --resume")
         try:
-            def inspect() -> tuple[dict[str, Any], bool]:
-                info, _ = read_run_info(path)
-                if info != before:
-                    raise RunInUseError(f"the run in {path} changed while this resume was starting; try again")
-                state = ckpt.load_checkpoint(path / ckpt.CHECKPOINT)  # to the CPU: RNG states must stay there
-                check_checkpoint(path, state, info)
-                return state, (path / ckpt.METRICS).is_file()
-
-            claimed = _claim(lock, dist, inspect)  # (state, finished) on the main process
+            trainer = build_trainer(config, data, device, dist)
+            claimed = _claim(lock, dist, lambda: _inspect(folder, before))  # (state, finished) on the main process
             finished = bool(distributed.from_main(claimed[1] if claimed else None, dist))
-            state = claimed[0] if claimed else ckpt.load_checkpoint(path / ckpt.CHECKPOINT)
+            state = claimed[0] if claimed else folder.load_checkpoint()
             step = int(state["step"])
             if step > config.steps or (step == config.steps and finished):
                 raise ConfigError(f"the run in {path} is at step {step}, which reaches steps={config.steps}; "
                                   "pass a larger --set steps=N to train longer")
-            trainer = build_trainer(config, data, device, dist)
             try:
                 trainer.load_state_dict(state)
             except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
-                raise CheckpointError(f"{path / ckpt.CHECKPOINT} does not fit the model in {ckpt.CONFIG} ({str(exc).splitlines()[0][:160]})") from None
+                raise CheckpointError(f"{folder.checkpoint} does not fit the model in {folder.config.name} "
+                                      f"({str(exc).splitlines()[0][:160]})") from None
             info = {**before, "config": config.to_dict(), "config_hash": config.hash(), "resumed_from_step": step}
-            writer = RunWriter(path, info, step=step, finished=finished) if dist.is_main else None
-            if writer is not None:
-                writer.clean()
-            return _train(trainer, config, path, writer, info, progress and dist.is_main, n_threads, len(data), detail, keep_finished=finished)
+            writer = _writer(folder, info, dist, step=step, finished=finished)
+            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail, keep_finished=finished)
         finally:
             lock.release()
             distributed.teardown(dist)
 
 
-def _train(trainer: Trainer, config: Config, out_dir: Path | None, writer: RunWriter | None, info: dict[str, Any], progress: bool,
+def _inspect(folder: RunFolder, before: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Under the resume's lock: the run as it was read, its checkpoint (to the CPU: RNG states must stay there), finished or not."""
+    info, _ = folder.read_config()
+    if info != before:
+        raise RunInUseError(f"the run in {folder.path} changed while this resume was starting; try again")
+    state = folder.load_checkpoint()
+    check_checkpoint(folder, state, info)
+    return state, folder.finished
+
+
+def _train(trainer: Trainer, config: Config, folder: RunFolder | None, writer: RunWriter | None, info: dict[str, Any], progress: bool,
            threads: int, n_images: int, detail: dict[str, str], keep_finished: bool = False) -> Run:
-    """The loop with its checkpoints; ``writer`` writes the run folder (on the main process only).
-    ``keep_finished``: a stop before this session's first checkpoint keeps the finished run as it was."""
+    """The training loop: step, log, checkpoint, stop; then the metrics. ``writer`` writes ``folder`` (on the main
+    process only); ``keep_finished``: a stop before this session's first checkpoint keeps the finished run as it was."""
     from tqdm import tqdm  # plain text on stderr: a notebook kernel gets no widget (and no TqdmWarning)
 
-    device, dist = trainer.device, trainer.dist
+    out_dir = folder.path if folder is not None else None
     if progress:
-        where = f"{device.type} ({threads} threads)" if device.type == "cpu" else str(device)
-        scale = f", {dist.world_size} processes of {config.batch_size // dist.world_size}" if dist.enabled else ""
-        print(f"vmivae: training on {where}: {info['dataset']} ({n_images} images), steps {trainer.step}->{config.steps}, "
-              f"batch {config.batch_size}{scale}, {config.step_mode} step{' (one CUDA graph)' if trainer.capture != 'none' else ''}", file=sys.stderr)
+        print(_start_line(trainer, config, info, threads, n_images), file=sys.stderr)
     bar = tqdm(total=config.steps, initial=trainer.step, unit="step", disable=not progress, mininterval=1.0, file=sys.stderr)
-    first_step, saved = trainer.step, {"any": False}
-
-    def on_flush(rows: np.ndarray) -> None:
-        bar.update(len(rows))
-        last = dict(zip(HISTORY_COLUMNS, rows[-1]))
-        bar.set_postfix(loss=f"{last['loss']:.4f}", recon=f"{last['recon']:.4f}", ce=f"{last['q_loss']:.3f}", tau=f"{last['tau']:.2f}", refresh=False)
-
-    def save() -> None:
-        trainer.check_finite_weights()
-        state = trainer.state_dict()  # collective under distribution: every process calls it
-        if out_dir is not None:
-            def write() -> None:
-                csv = history_frame(trainer.history_rows()).to_csv(index=False).encode()
-                writer.checkpoint({**state, "meta": info}, csv, trainer.step)
-
-            distributed.on_main(dist, write)
-        saved["any"] = True
-
-    def where_saved() -> str:
-        if out_dir is None:
-            return "no checkpoint was written (fit was given no out=)"
-        return writer.where() if writer is not None else f"see {out_dir}"
-
+    first_step, checkpoints = trainer.step, 0
     try:
-        with stop_on_signals(trainer, progress or dist.is_main):  # also while the stop's checkpoint is written
-            try:
-                trainer.train(config.steps, on_flush, save)
-            except TrainingInterrupted as stop:
-                bar.close()
-                if keep_finished and not saved["any"]:
-                    raise TrainingInterrupted(stop.step, stop.signum, out_dir, detail=(
-                        f"this session reached no checkpoint, so nothing of it was kept and the finished run in {out_dir} is unchanged "
-                        f"(step {first_step})")) from None
-                save()
-                raise TrainingInterrupted(stop.step, stop.signum, out_dir) from None
+        with stop_on_signals(trainer, progress or trainer.dist.is_main):  # also while the stop's checkpoint is written
+            while trainer.step < config.steps:
+                rows, stop = trainer.advance(config.steps)  # to the next log line, checkpoint step or requested stop
+                _log(bar, rows)
+                if stop is not None:
+                    bar.close()
+                    if keep_finished and checkpoints == 0:  # nothing of this session is kept: the finished run stands
+                        raise TrainingInterrupted(trainer.step, stop, out_dir, detail=(
+                            f"this session reached no checkpoint, so nothing of it was kept and the finished run in {out_dir} is "
+                            f"unchanged (step {first_step})"))
+                    _checkpoint(trainer, folder, writer, info)
+                    raise TrainingInterrupted(trainer.step, stop, out_dir)
+                if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
+                    _checkpoint(trainer, folder, writer, info)
+                    checkpoints += 1
         detail.update(step=trainer.step, text=f"the run was not finished; {resume_command(out_dir)} finishes it" if out_dir is not None
                       else "nothing was saved (fit was given no out=)")
-        save()
+        _checkpoint(trainer, folder, writer, info)
     except TrainingError as exc:
-        raise TrainingError(f"{exc}; {where_saved()}; lower lr or set grad_clip, then retrain or resume") from None
+        raise TrainingError(f"{exc}; {_where_saved(folder, writer)}; lower lr or set grad_clip, then retrain or resume") from None
     except (RuntimeError, MemoryError) as exc:
         if not (isinstance(exc, MemoryError) or out_of_memory(exc)):
             raise
-        raise TrainingError(f"ran out of {device.type} memory at step {trainer.step}; {where_saved()}; lower batch_size, then retrain "
-                            "or resume") from None
+        raise TrainingError(f"ran out of {trainer.device.type} memory at step {trainer.step}; {_where_saved(folder, writer)}; "
+                            "lower batch_size, then retrain or resume") from None
     finally:
         bar.close()
-    images = (config.steps - first_step) * config.batch_size
-    metrics = {
+    metrics = _metrics(trainer, config, threads)
+    if folder is not None:
+        distributed.on_main(trainer.dist, lambda: writer.finish(metrics))  # metrics.json last: the run is finished
+    if progress:
+        print(f"vmivae: {trainer.step} steps in {trainer.seconds:.1f} s, {metrics['images_per_second']:.0f} images/s "
+              f"({(config.steps - first_step) * config.batch_size} images this session)", file=sys.stderr)
+    trainer.vae.eval()
+    if trainer.q is not None:
+        trainer.q.eval()
+    return Run(config, trainer.vae, trainer.q, history_frame(trainer.history_rows()), metrics, out_dir, info)
+
+
+# ---------------------------------------------------------------------------- what the loop calls
+
+
+def _start_line(trainer: Trainer, config: Config, info: dict[str, Any], threads: int, n_images: int) -> str:
+    device, dist = trainer.device, trainer.dist
+    where = f"{device.type} ({threads} threads)" if device.type == "cpu" else str(device)
+    scale = f", {dist.world_size} processes of {config.batch_size // dist.world_size}" if dist.enabled else ""
+    return (f"vmivae: training on {where}: {info['dataset']} ({n_images} images), steps {trainer.step}->{config.steps}, "
+            f"batch {config.batch_size}{scale}, {config.step_mode} step{' (one CUDA graph)' if trainer.capture != 'none' else ''}")
+
+
+def _log(bar, rows: np.ndarray) -> None:
+    """The progress bar after a history flush: the steps done and the last step's losses."""
+    bar.update(len(rows))
+    last = dict(zip(HISTORY_COLUMNS, rows[-1]))
+    bar.set_postfix(loss=f"{last['loss']:.4f}", recon=f"{last['recon']:.4f}", ce=f"{last['q_loss']:.3f}", tau=f"{last['tau']:.2f}", refresh=False)
+
+
+def _checkpoint(trainer: Trainer, folder: RunFolder | None, writer: RunWriter | None, info: dict[str, Any]) -> None:
+    """Check the weights, then write a checkpoint: the state is gathered on every process, written on the main one."""
+    trainer.check_finite_weights()
+    state = trainer.state_dict()  # collective under distribution: every process calls it
+    if folder is not None:
+        distributed.on_main(trainer.dist, lambda: writer.checkpoint(
+            {**state, "meta": info}, history_frame(trainer.history_rows()).to_csv(index=False).encode(), trainer.step))
+
+
+def _where_saved(folder: RunFolder | None, writer: RunWriter | None) -> str:
+    if folder is None:
+        return "no checkpoint was written (fit was given no out=)"
+    return writer.where() if writer is not None else f"see {folder.path}"
+
+
+def _metrics(trainer: Trainer, config: Config, threads: int) -> dict[str, Any]:
+    """``metrics.json``: how long, how fast, where, and the final losses (mean of the last :data:`FINAL_WINDOW` steps)."""
+    return {
         "steps": trainer.step,
         "seconds": round(trainer.seconds, 3),
         "images_per_second": round(config.steps * config.batch_size / max(trainer.seconds, 1e-9), 1),
         "final": final_metrics(trainer.history_rows()),
         "final_window": min(FINAL_WINDOW, trainer.step),
-        "device": str(device),
+        "device": str(trainer.device),
         "threads": threads,
-        "processes": dist.world_size,
+        "processes": trainer.dist.world_size,
         "capture": trainer.capture,
         "config_hash": config.hash(),
     }
-    if out_dir is not None:
-        distributed.on_main(dist, lambda: writer.finish(metrics))
-    if progress:
-        print(f"vmivae: {trainer.step} steps in {trainer.seconds:.1f} s, {metrics['images_per_second']:.0f} images/s "
-              f"({images} images this session)", file=sys.stderr)
-    trainer.vae.eval()
-    if trainer.q is not None:
-        trainer.q.eval()
-    return Run(config, trainer.vae, trainer.q, history_frame(trainer.history_rows()), metrics, out_dir, info)

@@ -138,15 +138,15 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 def _evaluate_command(args: argparse.Namespace) -> int:
     from ..errors import CheckpointError, OutputError
-    from ..runs.checkpoint import check_run_dir
     from ..runs.files import os_reason, write_json
-    from ..runs.run import read_run_info
-    from ..runs.rundir import RunLock, check_output_file
+    from ..runs.folder import RunFolder
+    from ..runs.rundir import check_output_file
 
     out = check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
-    run_dir = check_run_dir(Path(args.run_dir))
-    with RunLock(run_dir, "vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
-        _, config = read_run_info(run_dir)
+    folder = RunFolder.existing(args.run_dir)
+    run_dir = folder.path
+    with folder.lock("vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
+        _, config = folder.read_config()
         if config.dataset == "custom":
             raise CheckpointError(f"the run in {run_dir} was trained on your own images, which vmivae evaluate cannot load; evaluate it "
                                   f"from Python: vmivae.measure.evaluation.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "

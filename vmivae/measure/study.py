@@ -33,7 +33,8 @@ import yaml
 
 from ..errors import ConfigError, unknown_name
 from ..runs.files import write_bytes, write_json
-from ..runs.run_cache import RunSpec, ensure_measured_runs
+from ..runs.run import load_run
+from ..runs.run_cache import RunSpec, ensure
 
 RESULT_FILES = ("runs.csv", "training.csv", "meta.json")
 # evaluate() result -> the per-run columns of runs.csv
@@ -113,7 +114,9 @@ def run_study(study: Study, runs_dir: str | os.PathLike = "runs", results_dir: s
     """Train and evaluate every run of ``study`` (reusing cached ones) and write its result files."""
     grid = study.specs(datasets, seeds)
     started = time.perf_counter()
-    runs, results = ensure_measured_runs([g[-1] for g in grid], runs_dir, device, workers, study.estimator)
+    folders = ensure([(g[-1], (("generation",),)) for g in grid], runs_dir, device, workers, study.estimator)
+    runs = [load_run(f, device=device) for f in folders]
+    results = [f.read_evaluation(study.estimator, ("generation",)) for f in folders]
     rows, curves = [], []
     for (dataset, variant, seed, _), run, result in zip(grid, runs, results):
         rows.append({"dataset": dataset, "variant": variant, "seed": seed, "steps": run.config.steps,

@@ -1,19 +1,12 @@
-"""Run directories and checkpoints: atomic writes, safe reads.
-
-A run directory holds::
-
-    config.json      the resolved config, the image shape, preset/profile names (written first)
-    checkpoint.pt    weights, optimiser states, step, RNG states, history (rewritten atomically)
-    history.csv      one row per training step
-    metrics.json     written last: its presence marks a finished run
+"""The checkpoint file format: weights, optimiser states, step, RNG states and history in one file.
 
 Checkpoints are read with ``torch.load(weights_only=True)``: only tensors and plain containers are
-accepted, so a crafted file cannot execute code on load.
+accepted, so a crafted file cannot execute code on load. Where a run keeps its checkpoint is
+``vmivae.runs.folder``'s business; this module reads and writes the file it is given.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
 import re
 from pathlib import Path
@@ -22,17 +15,10 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from .files import Writer, os_reason, save_tensors
+from .files import Writer, os_reason
 
 FORMAT = "vmivae-checkpoint"
 FORMAT_VERSION = 3  # 2: the history gained recon_mse; 3: h_cat and codes_used
-CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
-RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Atomically save a checkpoint dict (tensors and plain containers only)."""
-    save_tensors(path, {"format": FORMAT, "format_version": FORMAT_VERSION, **state})
 
 
 def checkpoint_writer(state: dict[str, Any]) -> Writer:
@@ -67,29 +53,3 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"{path} was written by an older vmivae (format {state.get('format_version', 0)}, this one reads "
                               f"{FORMAT_VERSION}); train the run again")
     return state
-
-
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing; is {Path(path).parent} a vmivae run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise CheckpointError(f"{path} is not valid JSON ({what} is damaged); retrain or restore it") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {path} ({os_reason(exc)}); check the file's permissions") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object ({what} is damaged)")
-    return data
-
-
-def check_run_dir(path: Path) -> Path:
-    """A path that must be an existing run directory (config.json + checkpoint.pt)."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise CheckpointError(f"{path} is a file, not a run directory; pass the --out folder of a vmivae train run")
-    if not path.is_dir():
-        raise CheckpointError(f"run directory {path} does not exist; pass the --out folder of a vmivae train run")
-    if not (path / CONFIG).is_file() or not (path / CHECKPOINT).is_file():
-        raise CheckpointError(f"{path} is not a vmivae run directory (it needs {CONFIG} and {CHECKPOINT})")
-    return path

@@ -22,7 +22,8 @@ from ..models import check_image_shape
 from ..perf import distributed
 from ..trainer import Trainer
 from ..version import __version__
-from . import checkpoint as ckpt
+from .checkpoint import FORMAT_VERSION
+from .folder import RunFolder
 
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
 
@@ -35,7 +36,7 @@ def fingerprint(data: ImageData) -> str:
 def run_meta(config: Config, data: ImageData, extra: dict[str, Any] | None) -> dict[str, Any]:
     info = {"config": config.to_dict(), "config_hash": config.hash(), "image_shape": list(data.image_shape),
             "dataset": data.name, "vmivae_version": __version__,
-            "checkpoint_format": ckpt.FORMAT_VERSION, "torch_version": str(torch.__version__), **(extra or {})}
+            "checkpoint_format": FORMAT_VERSION, "torch_version": str(torch.__version__), **(extra or {})}
     if config.dataset == "custom":
         info["data_fingerprint"] = {"images": len(data), "sha256": fingerprint(data)}
     try:
@@ -84,15 +85,15 @@ def build_trainer(config: Config, data: ImageData, device: torch.device, dist: d
                           "or use fewer images") from None
 
 
-def check_checkpoint(path: Path, state: dict[str, Any], info: dict[str, Any]) -> None:
+def check_checkpoint(folder: RunFolder, state: dict[str, Any], info: dict[str, Any]) -> None:
     """The checkpoint must belong to the config in config.json (same model, objective and data shape)."""
     stored = state.get("meta") if isinstance(state.get("meta"), dict) else {}
     if "config" not in stored:
         return
-    mine = from_dict(info["config"], str(path / ckpt.CONFIG)).to_dict()
-    theirs = from_dict(stored["config"], f"the config stored in {path / ckpt.CHECKPOINT}").to_dict()
+    mine = from_dict(info["config"], str(folder.config)).to_dict()
+    theirs = from_dict(stored["config"], f"the config stored in {folder.checkpoint}").to_dict()
     differ = [k for k in mine if k not in RESUMABLE_KEYS and k not in ("fused_adam",) and mine[k] != theirs.get(k)]
     if differ or list(stored.get("image_shape", info["image_shape"])) != list(info["image_shape"]):
-        what = ", ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {mine[k]!r} in {ckpt.CONFIG}" for k in differ[:3]) or "image shape"
-        raise CheckpointError(f"{path / ckpt.CHECKPOINT} was written for another config than {path / ckpt.CONFIG} ({what}); "
+        what = ", ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {mine[k]!r} in {folder.config.name}" for k in differ[:3]) or "image shape"
+        raise CheckpointError(f"{folder.checkpoint} was written for another config than {folder.config} ({what}); "
                               "the files come from different runs or config.json was edited; restore the matching config.json or retrain")

@@ -10,12 +10,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import Config, from_dict
+from ..config import Config
 from ..errors import CheckpointError, resume_command
 from ..models import VAE, QNetwork
 from ..perf.fast_layers import use_matmul_layers
 from ..steps import METRICS, build_networks
-from . import checkpoint as ckpt
+from .folder import CONFIG, RunFolder
 
 HISTORY_COLUMNS = ("step", *METRICS, "tau", "codes_used")
 
@@ -53,14 +53,6 @@ class Run:
         return self.vae.decode(self.vae.latent.join(z, c))
 
 
-def read_run_info(path: Path) -> tuple[dict[str, Any], Config]:
-    """``config.json`` of a run directory and the Config in it, validated."""
-    info = ckpt.read_json(path / ckpt.CONFIG, "the run's config")
-    if "config" not in info or "image_shape" not in info:
-        raise CheckpointError(f"{path / ckpt.CONFIG} lacks 'config' or 'image_shape'; it was not written by vmivae train")
-    return info, from_dict(info["config"], f"{path / ckpt.CONFIG}")
-
-
 def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], config: Config, where: Path) -> tuple[VAE, QNetwork | None]:
     """Build the networks of ``config`` and load a checkpoint's weights into them."""
     vae, q = build_networks(tuple(image_shape), config)
@@ -72,7 +64,7 @@ def load_networks(state: dict[str, Any], image_shape: tuple[int, int, int], conf
             q.load_state_dict(state["q"])
     except (RuntimeError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{where} does not match the model in {ckpt.CONFIG} ({first}); the files come from different runs") from None
+        raise CheckpointError(f"{where} does not match the model in {CONFIG} ({first}); the files come from different runs") from None
     return vae, q
 
 
@@ -80,16 +72,17 @@ def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: boo
     """Read a run directory back: networks ready in eval mode, config, history and metrics."""
     from ..perf.device import resolve_device
 
-    path = ckpt.check_run_dir(Path(path))
-    info, config = read_run_info(path)
-    finished = (path / ckpt.METRICS).is_file()
+    folder = RunFolder.existing(path)
+    info, config = folder.read_config()
+    finished = folder.finished
     if not finished and not allow_incomplete:
-        raise CheckpointError(f"the run in {path} did not finish (no {ckpt.METRICS}); resume it with: {resume_command(path)}")
+        raise CheckpointError(f"the run in {folder.path} did not finish (no {folder.metrics.name}); "
+                              f"resume it with: {resume_command(folder.path)}")
     dev = resolve_device(device)
-    state = ckpt.load_checkpoint(path / ckpt.CHECKPOINT)  # to the CPU; the networks move to the device below
-    vae, q = load_networks(state, info["image_shape"], config, path / ckpt.CHECKPOINT)
+    state = folder.load_checkpoint()  # to the CPU; the networks move to the device below
+    vae, q = load_networks(state, info["image_shape"], config, folder.checkpoint)
     vae.to(dev).eval()
     if q is not None:
         q.to(dev).eval()
-    metrics = ckpt.read_json(path / ckpt.METRICS, "the run's metrics") if finished else {}
-    return Run(config, vae, q, history_frame(state["history"].numpy()), metrics, path, info)
+    metrics = folder.read_metrics() if finished else {}
+    return Run(config, vae, q, history_frame(state["history"].numpy()), metrics, folder.path, info)

@@ -1,6 +1,7 @@
-"""One writer per run folder: ``<run>/.vmivae.lock``.
+"""One writer per folder: a lock file that names the process holding it.
 
-``train``, ``--resume`` and ``evaluate`` hold the lock while they work. It is created with
+``train``, ``--resume`` and ``evaluate`` hold a run folder's lock (where it lies is
+``vmivae.runs.folder.RunFolder.lock_file``) while they work. It is created with
 ``O_CREAT | O_EXCL`` and holds the process id, the process's start time (so that a reused id is not
 mistaken for the holder), the host and what the process is doing; the holder also keeps an ``flock``
 on it. A lock whose process is gone (killed hard) is stale: the next user of the folder clears it, and
@@ -26,7 +27,6 @@ except ImportError:  # not on Windows: the lock file and its process id alone
 from ..errors import OutputError, RunInUseError
 from .files import os_reason, pid_alive
 
-LOCK = ".vmivae.lock"
 _HELD: set[str] = set()  # locks this process holds (a lock naming this process but not here was leaked)
 
 
@@ -44,9 +44,9 @@ def _describe(holder: dict[str, Any]) -> str:
     return f"process {holder.get('pid', '?')} ({holder.get('purpose', 'vmivae')}{since})"
 
 
-def read_lock(folder: Path) -> dict[str, Any] | None:
-    """The live holder of ``folder``'s lock, or None when it is free or its lock is stale."""
-    path = Path(folder) / LOCK
+def read_lock(path: Path) -> dict[str, Any] | None:
+    """The live holder of the lock file ``path``, or None when it is free or its lock is stale."""
+    path = Path(path)
     try:
         holder = json.loads(path.read_text())
         if not isinstance(holder, dict):
@@ -69,23 +69,24 @@ def read_lock(folder: Path) -> dict[str, Any] | None:
     return holder if recorded is None or actual is None or recorded == actual else None
 
 
-def in_use_message(folder: Path, holder: dict[str, Any]) -> str:
+def in_use_message(path: Path, holder: dict[str, Any]) -> str:
+    """Why the folder of lock file ``path`` cannot be used now, and what to do."""
     other = "" if holder.get("host") in (None, socket.gethostname()) else f" on host {holder.get('host')}"
-    return (f"run folder {folder} is in use by {_describe(holder)}{other}; wait until it finishes (if that process is gone, "
-            f"delete {Path(folder) / LOCK})")
+    return (f"run folder {Path(path).parent} is in use by {_describe(holder)}{other}; wait until it finishes (if that process is gone, "
+            f"delete {path})")
 
 
 class RunLock:
-    """The lock of one run folder, taken with ``O_CREAT | O_EXCL``; ``create`` makes the folder if needed.
+    """The lock file ``path`` of one folder, taken with ``O_CREAT | O_EXCL``; ``create`` makes the folder if needed.
 
     The holder also keeps an ``flock`` on the file, so that two processes that find the same stale lock
     cannot both take the folder: only one can clear it, and only while it is still the stale file.
     """
 
-    def __init__(self, folder: Path, purpose: str, create: bool = False, optional: bool = False):
+    def __init__(self, path: Path, purpose: str, create: bool = False, optional: bool = False):
         """``optional``: a folder this process cannot write to (a read-only copy) is used without a lock."""
-        self.folder, self.purpose, self.create, self.optional = Path(folder), purpose, create, optional
-        self.path = self.folder / LOCK
+        self.path, self.purpose, self.create, self.optional = Path(path), purpose, create, optional
+        self.folder = self.path.parent
         self.held = self.created_folder = False
         self.fd: int | None = None
 
@@ -103,10 +104,10 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
             except FileExistsError:
-                holder = read_lock(self.folder)
+                holder = read_lock(self.path)
                 if holder is not None:
                     self._undo_folder()
-                    raise RunInUseError(in_use_message(self.folder, holder)) from None
+                    raise RunInUseError(in_use_message(self.path, holder)) from None
                 if not self._clear_stale():
                     time.sleep(0.05)  # another process is clearing it, or its holder just started: look again
                 continue
@@ -148,7 +149,7 @@ class RunLock:
                     return True  # replaced meanwhile: look at the new one
             except FileNotFoundError:
                 return True
-            if read_lock(self.folder) is not None:  # looked at again while no one else can clear it
+            if read_lock(self.path) is not None:  # looked at again while no one else can clear it
                 return False
             self.path.unlink(missing_ok=True)
             return True

@@ -20,7 +20,6 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,10 +27,13 @@ import torch
 
 from ..config import Config
 from ..datasets import ImageData, load
+from ..errors import CheckpointError
 from ..perf.device import resolve_device
 from ..plots import figure_saver
 from ..presets import make_config
-from ..runs.run_cache import RunSpec, ensure_evaluations, ensure_measured_runs
+from ..runs.folder import RunFolder
+from ..runs.run import load_run
+from ..runs.run_cache import RunSpec, ensure
 
 # The MI estimator's budget for each training profile (names of vmivae.measure.mi.SETTINGS).
 ESTIMATOR_FOR_PROFILE = {"smoke": "smoke", "quick": "quick", "study": "quick", "full": "full"}
@@ -139,14 +141,18 @@ class Notebook:
     def measured(self, specs: list[RunSpec], paths: tuple[str, ...] = ("generation",)) -> tuple[list, list[dict[str, Any]]]:
         """Train (or reuse from the run cache) and evaluate every run: ``(runs, evaluation results)``."""
         with _without_progress_lines():
-            runs, results = ensure_measured_runs(specs, self.runs_dir, self.device, self.workers, self.estimator, paths)
+            folders = ensure([(s, (paths,)) for s in specs], self.runs_dir, self.device, self.workers, self.estimator)
+        runs = [load_run(f, device=self.device) for f in folders]
         self._runs.update(str(r.path) for r in runs if r.path is not None)
-        return runs, results
+        return runs, [f.read_evaluation(self.estimator, paths) for f in folders]
 
     def evaluations(self, runs: list, paths: tuple[str, ...]) -> list[dict[str, Any]]:
         """Evaluations of trained runs on other MI paths (cached next to each run)."""
+        if any(run.path is None for run in runs):
+            raise CheckpointError("evaluations need runs that live in a run directory (trained with out=...)")
         with _without_progress_lines():
-            return ensure_evaluations(runs, self.estimator, paths, self.workers)
+            folders = ensure([(run.path, (paths,)) for run in runs], self.runs_dir, self.device, self.workers, self.estimator)
+        return [f.read_evaluation(self.estimator, paths) for f in folders]
 
     def timing(self) -> None:
         """Display, at the end of a chapter, how long it took and how many of its runs it trained (the rest
@@ -154,7 +160,7 @@ class Notebook:
         from IPython.display import display
 
         minutes = (time.perf_counter() - self._started) / 60
-        trained = sum(1 for run in self._runs if (m := Path(run) / "metrics.json").is_file() and m.stat().st_mtime >= self._started_wall)
+        trained = sum(1 for run in self._runs if (m := RunFolder(run).metrics).is_file() and m.stat().st_mtime >= self._started_wall)
         where = torch.cuda.get_device_name(0) if resolve_device(self.device).type == "cuda" else f"{resolve_device(self.device).type.upper()}"
         text = (f"This chapter ran in {minutes:.1f} min on {where} (profile `{self.profile}`): it trained {trained} of the "
                 f"{len(self._runs)} run(s) it uses and read the others from the run cache.")
