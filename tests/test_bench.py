@@ -58,7 +58,7 @@ def test_bench_runs_and_reports_every_column(tmp_path):
     else:  # the captured step needs CUDA: the row says so instead of a number
         assert graphed["images_per_second"] is None and "| paper-joint | fused + cuda-graph | n/a on cpu | - |" in table
     pair = result["rows"][-1]
-    assert pair["runs"] == 2 and pair["per_run"] == pytest.approx(pair["images_per_second"] / 2) and pair["ratio"] > 0
+    assert pair["runs"] == 2 and 0 < pair["per_run"] < pair["images_per_second"] and pair["ratio"] > 0
     # the same arithmetic per image as one run's eager step
     assert pair["flops_per_image"] == pytest.approx(result["rows"][2]["flops_per_image"], rel=1e-6)
     assert "Grouped rows:" in table and "paper-joint x2: " in table
@@ -66,9 +66,9 @@ def test_bench_runs_and_reports_every_column(tmp_path):
 
 def test_group_sizes_per_device_and_checked():
     from vmivae.errors import ConfigError
-    from vmivae.perf.device import DEVICE_DEFAULTS
 
-    assert bench.group_sizes("auto", torch.device("cpu")) == DEVICE_DEFAULTS["cpu"].bench_groups == (1, 4)
+    auto_cpu = bench.group_sizes("auto", torch.device("cpu"))
+    assert auto_cpu[0] == 1 and len(auto_cpu) > 1  # a lone run first, to compare every group with
     assert bench.group_sizes("auto", torch.device("cuda")) == (1, 4, 16)
     assert bench.group_sizes("1,4,16", torch.device("cpu")) == (1, 4, 16) and bench.group_sizes("none", torch.device("cpu")) == ()
     for bad in ("0", "four", "1,,2"):
