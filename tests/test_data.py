@@ -1,5 +1,7 @@
 """Datasets: the embedded MNIST split, torchvision loaders offline, CelebA layout, user data, batches."""
 
+import itertools
+import re
 import struct
 
 import numpy as np
@@ -162,3 +164,129 @@ def test_batch_sampler_shards_the_global_batch():
 def test_image_data_helpers():
     data = vmivae.ImageData(torch.zeros(6, 1, 8, 8), torch.arange(6))
     assert len(data.subset(slice(0, 2))) == 2 and data.image_shape == (1, 8, 8) and data.n_classes == 6
+
+
+# ---------------------------------------------------------------------------- containers that never end, or are not images
+
+
+def test_an_endless_itertools_iterator_is_refused_before_reading():
+    image = torch.rand(1, 28, 28)
+    for endless in (itertools.repeat(image), itertools.cycle([image]), itertools.count()):
+        with pytest.raises(DataError, match=f"the itertools.{type(endless).__name__} given never ends; .*itertools.islice"):
+            as_image_data(endless)
+    assert as_image_data(itertools.repeat(image, 3)).images.shape == (3, 1, 28, 28)  # a bounded repeat is fine
+
+
+def test_an_endless_generator_stops_at_the_memory_budget(monkeypatch):
+    """The bound is a quarter of the memory this process can still allocate; here 100 images' worth."""
+    from vmivae.datasets import user_data
+
+    per_image = 4 * 28 * 28 + 128
+    monkeypatch.setattr(user_data, "max_bytes", lambda: 100 * per_image)
+    read = []
+
+    def endless():
+        while True:
+            read.append(1)
+            yield torch.rand(1, 28, 28)
+
+    with pytest.raises(DataError, match=r"the generator given has yielded 101 images \(.* GiB as float32 pixels, a quarter of the free "
+                                        r"memory\) and has not ended; if it is endless, give a finite one"):
+        as_image_data(endless())
+    assert len(read) == 101
+    monkeypatch.setattr(user_data, "max_bytes", lambda: 4 * per_image)  # a loader's batches count the same way
+    with pytest.raises(DataError, match="the DataLoader given has yielded 6 images"):
+        as_image_data(torch.utils.data.DataLoader(torch.rand(9, 1, 28, 28), batch_size=3))
+
+
+def test_the_memory_budget_is_a_quarter_of_what_this_process_may_allocate():
+    import resource
+
+    from vmivae.datasets import user_data
+
+    free = user_data._free_memory()
+    with open("/proc/meminfo") as f:
+        available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    assert 0 < free <= available * 1.1 and user_data.max_bytes() == free // 4
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as f:
+        used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    try:  # an address-space limit 1 GiB above what is mapped now leaves about 1 GiB
+        resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, hard))
+        assert 0.8 * 2**30 < user_data._free_memory() <= 2**30
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+class HugeDataset(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n, self.read = n, 0
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.read += 1
+        return torch.rand(1, 28, 28)
+
+
+def test_a_dataset_too_large_for_memory_is_refused_after_its_first_item():
+    dataset = HugeDataset(10**12)
+    with pytest.raises(DataError, match=r"the dataset given holds 1000000000000 images, .* GiB as float32 pixels, more than a quarter "
+                                        r"of the free memory; give fewer images, e.g. torch.utils.data.Subset"):
+        as_image_data(dataset)
+    assert dataset.read == 1
+
+
+@pytest.mark.parametrize("length,message", [(-1, r"len\(\) that fails \(ValueError: __len__\(\) should return >= 0\)"),
+                                            ("8", r"len\(\) that fails \('str' object cannot be interpreted as an integer\)")])
+def test_a_dataset_whose_len_fails_is_named(length, message):
+    class Odd(HugeDataset):
+        def __len__(self):
+            return length
+
+    with pytest.raises(DataError, match=message):
+        as_image_data(Odd(0))
+
+
+def test_tables_sparse_and_meta_tensors_are_refused_with_the_fix():
+    pandas = pytest.importorskip("pandas")
+    with pytest.raises(DataError, match=r"a pandas DataFrame is a table, not images; .*table.to_numpy\(\).reshape\(-1, 1, 28, 28\)"):
+        as_image_data(pandas.DataFrame(np.random.rand(8, 784)))
+    series = as_image_data(pandas.Series(list(np.random.rand(8, 1, 28, 28))))  # a Series of images is a list of images
+    assert series.images.shape == (8, 1, 28, 28)
+    with pytest.raises(DataError, match=r"item 0 of the Series is a single float, not an image"):
+        as_image_data(pandas.Series(np.random.rand(784)))
+    with pytest.raises(DataError, match=r"cannot read the images from a sparse tensor \(torch.sparse_coo\); .*\.to_dense\(\)"):
+        as_image_data(torch.rand(8, 1, 28, 28).to_sparse())
+    with pytest.raises(DataError, match=r"cannot read the images from a tensor on the meta device, which has a shape but no values"):
+        as_image_data(torch.empty(8, 1, 28, 28, device="meta"))
+    with pytest.raises(DataError, match=r"cannot read image 0 from a sparse tensor"):
+        as_image_data([torch.rand(1, 28, 28).to_sparse()])
+
+
+def test_a_tuple_with_more_than_images_and_labels_is_refused():
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 2
+    with pytest.raises(DataError, match=r"a tuple of 3 items was given, which reads as \(images, labels, and 1 more\); give \(images, "
+                                        r"labels\) or the images alone"):
+        as_image_data((x, y, torch.zeros(8)))
+    assert torch.equal(as_image_data((x, y)).labels, y)
+    assert as_image_data((x, None)).labels is None and torch.equal(as_image_data((x, None)).images, x * 2 - 1)
+    three_images = as_image_data(tuple(torch.rand(3, 1, 28, 28)))  # a tuple of images stays a tuple of images
+    assert three_images.images.shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("value,dtype,shown", [(1.0001, torch.float32, "1.0001"), (1.0000001, torch.float32, "1.0000001"),
+                                               (1 + 2**-40, torch.float64, "1.0000000000009095"), (1.001, torch.float16, "1.001"),
+                                               (3.0, torch.float32, "3"), (1e30, torch.float64, "1e+30"), (255.0, torch.float32, "255")])
+def test_an_out_of_range_pixel_is_shown_with_the_digits_that_put_it_out(value, dtype, shown):
+    x = torch.rand(8, 1, 28, 28).to(dtype) * 0.5 + 0.25
+    x[3, 0, 5, 5] = value
+    with pytest.raises(DataError) as info:
+        as_image_data(x)
+    assert f", {shown}]; rescale them first" in str(info.value), str(info.value)
+    assert float(shown) > 1  # what is printed is itself out of range
+    low = torch.rand(8, 1, 28, 28).to(dtype) * 2 - 1
+    low[0, 0, 0, 0] = -value
+    with pytest.raises(DataError, match=re.escape(f"found [-{shown}, ")):
+        as_image_data(low)

@@ -1,10 +1,12 @@
 """fit()'s data argument, as users pass it: it trains, or one VMIVAEError says why and nothing is written."""
 
+import itertools
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -96,6 +98,13 @@ BAD = [
     ("no len", NoLength, "has no len()"),
     ("failing loader", Broken, "reading item 1 of the dataset failed (FileNotFoundError: img_0001.png)"),
     ("fewer images than a batch", lambda: images(1), "batch_size 2 is larger than the 1 training images"),
+    ("pixel just above 1", lambda: images().index_put_((torch.tensor([2]),), torch.tensor(1.0001)), ", 1.0001]; rescale them first"),
+    ("endless repeat", lambda: itertools.repeat(torch.rand(1, 28, 28)), "the itertools.repeat given never ends"),
+    ("a table", lambda: pandas.DataFrame(np.random.rand(8, 784)), "a pandas DataFrame is a table, not images"),
+    ("sparse", lambda: images().to_sparse(), "cannot read the images from a sparse tensor"),
+    ("meta", lambda: torch.empty(8, 1, 28, 28, device="meta"), "cannot read the images from a tensor on the meta device"),
+    ("images, labels, extra", lambda: (images(), torch.arange(8) % 2, torch.zeros(8)), "a tuple of 3 items was given"),
+    ("numbers, not images", lambda: [0.5] * 8, "item 0 of the list is a single float, not an image"),
 ]
 
 
@@ -117,6 +126,7 @@ GOOD = [
     ("one-hot labels", lambda: (images(), torch.eye(4)[torch.arange(8) % 4])),
     ("dict items", lambda: [{"image": x, "label": i % 2} for i, x in enumerate(images())]),
     ("3x32x32 list", lambda: list(images(shape=(3, 32, 32)).numpy())),
+    ("images and no labels", lambda: (images(), None)),
 ]
 
 

@@ -37,9 +37,12 @@ import os
 # as by the command line and the notebooks; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .errors import VMIVAEError, quiet_early_interrupt  # noqa: E402
+
+quiet_early_interrupt()  # the command's Ctrl-C while torch loads: one line, not a traceback
+
 from .config import Config  # noqa: E402
 from .datasets import ImageData, load  # noqa: E402
-from .errors import VMIVAEError  # noqa: E402
 from .presets import list_presets, list_profiles, make_config  # noqa: E402
 from .runs.run import Run, load_run  # noqa: E402
 from .training import fit, resume  # noqa: E402

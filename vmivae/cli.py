@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from .errors import ConfigError, TrainingInterrupted, VMIVAEError
+from .errors import ConfigError, OutputError, TrainingInterrupted, VMIVAEError
 
 EXIT_BAD_INPUT = 2
 
@@ -24,19 +24,20 @@ def _say(message: str) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import parse_assignment
-    from .presets import make_config
+    from .presets import make_config, parse_overrides
     from .training import fit, resume
 
-    if args.resume:
-        if args.preset or args.profile or args.out or args.overwrite:
+    if args.resume is not None:
+        if any(v is not None for v in (args.preset, args.profile, args.out)) or args.overwrite:
             raise ConfigError("--resume continues a run with its own config in its own folder; drop --preset/--profile/--out/--overwrite "
                               "(change steps with --set steps=N)")
-        overrides = dict(parse_assignment(a) for a in args.set)
+        overrides = parse_overrides(args.set)
         resume(args.resume, overrides=overrides, progress=not args.quiet)
         _say(f"run continued in {args.resume}")
         return 0
-    preset, profile = args.preset or "paper-joint", args.profile or "quick"
+    # None means not given; an empty --preset '' is refused by make_config rather than taken for the default
+    preset = "paper-joint" if args.preset is None else args.preset
+    profile = "quick" if args.profile is None else args.profile
     config = make_config(preset, profile, args.set)
     meta = {"preset": preset, "profile": profile, "overrides": args.set}
     fit(config, out=args.out, overwrite=args.overwrite, progress=not args.quiet, meta=meta)
@@ -101,18 +102,79 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "train" and not args.out and not args.resume:
-        parser.error("--out is required (or --resume RUN_DIR to continue a run)")
+# options that name a file or folder, by their argparse dest, in the order a user types them
+PATH_OPTIONS = {"run_dir": "RUN_DIR", "resume": "--resume", "out": "--out", "markdown": "--markdown", "root": "--root",
+                "runs_dir": "--runs-dir", "results": "--results"}
+
+
+def _paths(args: argparse.Namespace) -> None:
+    """Refuse empty paths and expand ``~`` in every path option (a quoted ``--out '~/x'`` or ``--out=~/x`` reaches us unexpanded)."""
+    for dest, flag in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if not value.strip():
+            raise ConfigError(f"{flag} is empty; give a path")
+        if value.startswith("~"):
+            expanded = os.path.expanduser(value)
+            if expanded.startswith("~"):
+                user = value[1:].split("/", 1)[0]
+                raise ConfigError(f"{flag} {value} starts with ~{user}, but there is no user {user!r} whose home it could be; give the full path")
+            setattr(args, dest, expanded)
+
+
+def _writable_folder(flag: str, path: str) -> None:
+    """Refuse, before any work, a folder option that names a file or lies where no folder can be created.
+
+    Where the folder does not exist yet, a folder is made and removed in its nearest existing parent:
+    permissions alone do not tell (root may write anywhere, but not under /proc or on a read-only disk).
+    """
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{flag} {path} is a file, not a folder; give a folder")
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot create {flag} {path}: {parent} is a file, not a folder; give a folder elsewhere")
     try:
+        os.rmdir(tempfile.mkdtemp(prefix=".vmivae-probe-", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"cannot create {flag} {path}: no folder can be made in {parent} ({exc.strerror or type(exc).__name__}); "
+                          "choose a writable location") from None
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """The checks that need no import of torch: done before any command starts its work."""
+    _paths(args)
+    if args.command == "train" and args.out is None and args.resume is None:
+        parser.error("--out is required (or --resume RUN_DIR to continue a run)")
+    if args.command == "datasets" and args.root is not None and os.path.exists(args.root) and not os.path.isdir(args.root):
+        raise ConfigError(f"--root {args.root} is a file, not a folder; give the folder that holds the datasets")
+    if args.command == "study":
+        _writable_folder("--runs-dir", args.runs_dir)
+        _writable_folder("--results", args.results)
+
+
+def _one_line(text: str) -> str:
+    """Control and unprintable characters (a newline typed into a path) escaped as Python writes them: the error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        _check(parser, args)
         return args.func(args)
     except TrainingInterrupted as stop:
         print(f"vmivae: {stop}", file=sys.stderr)
         return 128 + stop.signum
     except VMIVAEError as exc:
-        print(f"vmivae: error: {exc}", file=sys.stderr)
+        print(f"vmivae: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("vmivae: aborted at once by Ctrl-C; the last checkpoint written, if any, is intact", file=sys.stderr)

@@ -8,7 +8,9 @@ traceback; anything that is *not* a ``VMIVAEError`` is a bug and keeps its trace
 from __future__ import annotations
 
 import difflib
+import os
 import shlex
+import sys
 
 
 class VMIVAEError(Exception):
@@ -75,3 +77,31 @@ def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> st
     close = difflib.get_close_matches(name, valid, n=1) if isinstance(name, str) else []
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"unknown {kind} {name!r}{hint}; valid: {', '.join(sorted(valid))}"  # repr: one line, whatever was typed
+
+
+def started_as_command() -> bool:
+    """Whether this process is the ``vmivae`` command (``vmivae ...`` or ``python -m vmivae ...``), not a program importing it."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if argv0 == "-m":  # ``python -m``: the package is imported before its __main__ replaces argv[0]
+        orig = getattr(sys, "orig_argv", [])
+        return any(a == "-m" and b == "vmivae" for a, b in zip(orig, orig[1:])) or "-mvmivae" in orig
+    return os.path.basename(argv0) == "vmivae"
+
+
+def quiet_early_interrupt() -> None:
+    """For the command only: Ctrl-C while Python is still importing (torch takes seconds) prints one line and exits 130.
+
+    Installed as ``sys.excepthook`` before the package imports torch, because an interrupt there
+    reaches no code of the command; a program that imports vmivae keeps its own handling.
+    """
+    if not started_as_command():
+        return
+    previous = sys.excepthook
+
+    def hook(kind, value, traceback):
+        if issubclass(kind, KeyboardInterrupt):
+            print("vmivae: interrupted by Ctrl-C while starting; nothing was done", file=sys.stderr, flush=True)
+            os._exit(130)
+        previous(kind, value, traceback)
+
+    sys.excepthook = hook

@@ -40,6 +40,8 @@ def _parse_yaml(text: str, where: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{where} is not valid YAML{line}; fix the file") from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise ConfigError(f"{where} holds a number too long to read (over 4300 digits); give a smaller one") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a mapping of config keys, e.g. 'lambda_cat: 0.01'")
     return data
@@ -119,6 +121,21 @@ def describe(folder: str, name: str) -> str:
     return str(_read_yaml(folder, name, folder[:-1]).get("description", "")).strip()
 
 
+def parse_overrides(assignments: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` strings (the CLI's ``--set``) as a dict of overrides."""
+    overrides = {}
+    for text in assignments:
+        try:
+            key, value = parse_assignment(text)
+        except ConfigError:
+            raise
+        except ValueError:  # Python refuses to read an integer of more than 4300 digits
+            key = text.partition("=")[0].strip()
+            raise ConfigError(f"the value of config key '{key}' is a number too long to read (over 4300 digits); give a smaller one") from None
+        overrides[key] = value
+    return overrides
+
+
 def make_config(preset: str | None = None, profile: str | None = None, overrides: dict[str, Any] | list[str] | None = None) -> Config:
     """Resolve a Config: defaults < profile < preset < overrides (a dict, or ``key=value`` strings)."""
     layers: dict[str, Any] = {}
@@ -127,7 +144,7 @@ def make_config(preset: str | None = None, profile: str | None = None, overrides
     if preset is not None:
         layers.update(load_preset(preset))
     if isinstance(overrides, (list, tuple)):
-        overrides = dict(parse_assignment(a) for a in overrides)
+        overrides = parse_overrides(overrides)
     if overrides:
         if not isinstance(overrides, dict):
             raise ConfigError(f"overrides must be a dict or a list of key=value strings, got {type(overrides).__name__}")

@@ -2,7 +2,8 @@
 
 ``load(name, split)`` returns an :class:`ImageData` (images ``[N, C, H, W]`` float32 in [-1, 1], labels,
 factors). Modules: ``base`` (the container), ``mnist5k``, ``torchvision_sets``, ``celeba``, ``shapes``
-(the sources), ``registry`` (names -> sources, ``load``), ``user_data`` (your own images).
+(the sources), ``registry`` (names -> sources, ``load``), ``user_data`` (your own images, from any container) and
+``pixels`` (their pixel values and labels, checked and converted).
 """
 
 from .base import SPLITS, ImageData, data_root, to_unit_range
