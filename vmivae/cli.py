@@ -155,8 +155,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.command == "datasets" and args.root is not None and os.path.exists(args.root) and not os.path.isdir(args.root):
         raise ConfigError(f"--root {args.root} is a file, not a folder; give the folder that holds the datasets")
     if args.command == "study":
+        from .perf.device import resolve_device
+
         _writable_folder("--runs-dir", args.runs_dir)
         _writable_folder("--results", args.results)
+        resolve_device(args.device)  # a malformed or absent --device, before the first run starts
 
 
 def _one_line(text: str) -> str:
