@@ -76,7 +76,7 @@ def execute(source: Path, build: Path, parameters: dict) -> float:
     start = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(output), parameters=parameters, kernel_name="python3", cwd=str(NOTEBOOKS),
-                                   progress_bar=False, log_output=False)
+                                   progress_bar=False, log_output=False, kernel_manager_class=_local_kernel_manager())
     except PapermillExecutionError as exc:
         print(f"run_all: notebook {source.name} failed in cell {exc.cell_index} (execution count {exc.exec_count}): {exc.ename}: {exc.evalue}",
               file=sys.stderr)
@@ -87,6 +87,27 @@ def execute(source: Path, build: Path, parameters: dict) -> float:
 
 
 GENERATION, RECONSTRUCTION = ("generation",), ("reconstruction",)
+def _local_kernel_manager():
+    """A kernel manager that talks to the chapter's kernel over a local socket file (IPC) instead of TCP:
+    nothing listens on a port, and the kernel has no reason to warn about unencrypted TCP."""
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class LocalKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):  # the sockets' file prefix, out of the notebooks' folder
+            return str(Path(tempfile.gettempdir()) / f"vmivae-kernel-{uuid.uuid4().hex[:12]}")
+
+    return LocalKernelManager
+
+
 AHEAD = "(every chapter's runs, trained ahead)"  # its timing row; sorts before the notebooks
 
 

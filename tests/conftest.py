@@ -53,5 +53,7 @@ def smoke_build(tmp_path_factory):
                "--figures-dir", str(paths["figures"]), "--runs-dir", str(paths["runs"])]
         result = subprocess.run(cmd, capture_output=True, text=True, env=env)
         assert result.returncode == 0, result.stderr[-6000:]
+        (base / "run_all.stderr").write_text(result.stderr)
+    paths["stderr"] = base / "run_all.stderr"  # what a user's terminal showed (absent for a reused build)
     paths["html"] = paths["build"] / "book" / "_build" / "html"
     return paths

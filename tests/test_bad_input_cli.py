@@ -193,7 +193,6 @@ def test_a_data_root_that_is_a_file_is_refused(capsys, tmp_path):
     assert code == 0 and not (tmp_path / "nothing-here").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="fit(out=...) takes '~/run' literally and writes ./~/run; the fix belongs in the run folder code")
 def test_the_python_api_expands_tilde_in_out_as_the_command_does(tmp_path, monkeypatch):
     import torch
 

@@ -34,8 +34,13 @@ def _alone(config, device, steps, channels_last=False):
 
 
 def _within(got, alone, moved, scale):
-    """``|got - alone| <= 4 |moved - alone| + 1e-5 scale`` (maxima), where ``moved`` is the lone run after a layout change."""
-    bound = 4 * (moved - alone).abs().max() + 1e-5 * scale
+    """``|got - alone| <= 4 |moved - alone| + 5e-3 scale`` (maxima), where ``moved`` is the lone run after a layout change.
+
+    The floor of 5e-3 of the scale: on a CPU whose kernels give the same bits in both layouts (AVX-512 ones do)
+    the layout change moves nothing, yet a batched convolution still sums in another order than a lone one;
+    measured there, up to 1.3e-3 of the scale on first-layer gradients. A member computed with
+    another member's weights, batch or noise is off by the whole scale."""
+    bound = 4 * (moved - alone).abs().max() + 5e-3 * scale
     assert (got - alone).abs().max() <= bound, f"{(got - alone).abs().max():.3g} > {bound:.3g}"
 
 
@@ -97,7 +102,8 @@ def test_running_statistics_are_each_members_own():
         alone = _alone(config, torch.device("cpu"), 2)
         mine = group.member_state(g)["vae"]
         for key in ("encoder.trunk.3.running_var", "decoder.mlp.4.running_mean", "encoder.trunk.3.num_batches_tracked"):
-            torch.testing.assert_close(mine[key], alone.vae.state_dict()[key], rtol=1e-3, atol=1e-5)
+            # a batched convolution's summation order moves a few near-zero means by ~1e-4 (measured on AVX-512)
+            torch.testing.assert_close(mine[key], alone.vae.state_dict()[key], rtol=1e-3, atol=3e-4)
 
 
 def test_runs_come_back_as_ordinary_runs():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -96,18 +97,24 @@ def test_progress_lines_stay_out_of_a_chapter_and_warnings_do_not(capsys):
     assert capsys.readouterr().err == "UserWarning: something to see\n"
 
 
-def test_timing_says_how_long_the_chapter_took_and_what_it_trained(tmp_path, monkeypatch):
+def test_timing_says_how_long_the_chapter_took_and_the_work_done_ahead(tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
     nb = Notebook("03", "smoke", "cpu", 0, 1, str(tmp_path / "runs"), str(tmp_path / "figures"))
-    for name, age in (("cached", 3600), ("fresh", 0)):
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        (tmp_path / "runs" / name / "metrics.json").write_text("{}")
-        if age:
-            os.utime(tmp_path / "runs" / name / "metrics.json", (time.time() - age, time.time() - age))
-        nb._runs.add(str(tmp_path / "runs" / name))
+    past = time.time() - 3600
+    for name, seconds, age in (("cached", 90, 3600), ("fresh", 30, 0)):  # trained an hour ago / by this chapter
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        for file, content in (("metrics.json", {"seconds": seconds}), ("eval-smoke-generation.json", {"seconds": seconds / 3})):
+            (folder / file).write_text(json.dumps(content))
+            if age:
+                os.utime(folder / file, (past, past))
+            if file.startswith("eval"):
+                nb._evaluation_files.add(folder / file)
+        nb._runs.add(str(folder))
     nb.timing()
     text = shown[0]["text/markdown"]
-    assert re.fullmatch(r"This chapter ran in \d+\.\d min on CPU \(profile `smoke`\): it trained 1 of the 2 run\(s\) it uses "
-                        r"and read the others from the run cache\.", text), text
+    assert re.fullmatch(r"This chapter ran in \d+\.\d min on CPU \(profile `smoke`\)\. Of the 2 run\(s\) it uses it trained 1 itself; "
+                        r"the work done for it ahead of time and read from the run cache was 1 training\(s\), 1\.5 min, and 1 MI "
+                        r"evaluation\(s\), 0\.5 min \(as recorded in their files\)\.", text), text
     assert str(tmp_path) not in text

@@ -79,6 +79,17 @@ def test_every_notebook_executes_under_smoke(smoke_build):
     assert [(t["trained"], t["evaluated"]) for t in timings.values()] == [(0, 0)] * len(NOTEBOOKS), timings
 
 
+def test_the_terminal_talks_and_shows_no_kernel_warnings(smoke_build):
+    if not smoke_build["stderr"].is_file():
+        pytest.skip("a reused build keeps no terminal output")
+    stderr = smoke_build["stderr"].read_text()
+    assert "Kernel is running over TCP" not in stderr and "[IPKernelApp]" not in stderr, stderr[-3000:]
+    # while runs train ahead: one line per finished task with what is left (and at least every 30 s)
+    progress = [line for line in stderr.splitlines() if line.startswith("vmivae: ") and " trained, " in line]
+    assert progress and progress[-1].startswith("vmivae: 9/9 trained, 12/12 evaluated"), stderr[-3000:]
+    assert any("min left" in line for line in progress)
+
+
 def test_figures_are_written_with_stable_names(smoke_build):
     written = {p.stem for p in smoke_build["figures"].glob("*.png")}
     for prefix, names in EXPECTED_FIGURES.items():

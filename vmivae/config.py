@@ -130,7 +130,7 @@ def _coerce(key: str, value: Any) -> Any:
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"config key '{key}' cannot be null; give a {_describe(hint)}")
+        raise ConfigError(f"config key '{key}' cannot be null; give {_describe(hint)}")
     base = next(a for a in args if a is not type(None)) if optional else hint
     if base is bool:
         if isinstance(value, bool):

@@ -45,6 +45,7 @@ from ..latents import LatentSpec, gaussian_log_likelihood
 from ..models import VAE, QNetwork
 from ..objectives import mi_lower_bound, prior_entropy
 from ..perf.device import resolve_amp
+from ..perf.fast_layers import use_matmul_layers
 from .metrics import discrete_entropy, spacing_entropy
 from .q_fit import Source, calibrate, gain_is_small, warm_start
 
@@ -244,6 +245,7 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
         n_val = len(val) or s.n_val
         n_eval = min(s.n_eval, len(evaluation)) if len(evaluation) else s.n_eval
         q = QNetwork(tuple(train.batch(2)[0].shape[1:]), latent.categorical, latent.continuous).to(device)
+        use_matmul_layers(q)  # the same weights, its head faster on a CPU (vmivae.perf.fast_layers)
         warm = warm_start(q, model) if s.warm_start else []
         step, converged, validation = _fit_q(q, train, val, n_val, s, device, bool(warm))
         ce, codes = _score(q, evaluation, n_eval)

@@ -51,7 +51,7 @@ def as_path(path: Any, what: str) -> Path | None:
         return None
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise ConfigError(f"{what} must be a folder path (a string or pathlib.Path), got {path!r}")
-    return Path(path)
+    return Path(path).expanduser()  # "~/runs" means the home folder, as in a shell
 
 
 def check_args(threads: Any, meta: Any = None) -> None:

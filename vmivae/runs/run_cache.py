@@ -15,6 +15,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,33 @@ def _evaluate_one(run_dir: str, settings: str, paths: tuple[str, ...], threads: 
     return str(RunFolder(run_dir).write_evaluation(settings, paths, result))
 
 
+class _Progress:
+    """One line on stderr per finished task and at least every ``every`` seconds: tasks done of total, time
+    elapsed and an estimate of what is left (a training counted as three evaluations, as measured on a CPU)."""
+
+    every = 30.0
+    TRAINING_WEIGHT = 3.0
+
+    def __init__(self, trainings: int, evaluations: int):
+        self.total = {True: trainings, False: evaluations}
+        self.finished = {True: 0, False: 0}
+        self.started = time.perf_counter()
+
+    def _work(self, counts: dict[bool, int]) -> float:
+        return self.TRAINING_WEIGHT * counts[True] + counts[False]
+
+    def done(self, training: bool) -> None:
+        self.finished[training] += 1
+        self.report()
+
+    def report(self) -> None:
+        elapsed = time.perf_counter() - self.started
+        done, total = self._work(self.finished), self._work(self.total)
+        left = f", about {elapsed * (total - done) / done / 60:.1f} min left" if 0 < done < total else ""
+        print(f"vmivae: {self.finished[True]}/{self.total[True]} trained, {self.finished[False]}/{self.total[False]} evaluated, "
+              f"{elapsed / 60:.1f} min elapsed{left}", file=sys.stderr, flush=True)
+
+
 def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1,
            settings: str = "quick") -> list[RunFolder]:
     """Train and evaluate whatever the cache lacks of ``plan``; returns each item's :class:`RunFolder`, in order.
@@ -118,11 +146,14 @@ def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto
     if todo:
         print(f"vmivae: training {len(trainings)} run(s), evaluating {sum(1 for key in merged if missing[key])} run(s), "
               f"reusing {len(merged) - todo}", file=sys.stderr, flush=True)
+    progress = _Progress(len(trainings), len(evaluations) + sum(len(missing[k]) for k in trainings))
     if todo < 2 or workers < 2:  # in this process, on every core
         for key in trainings:
             _train_one(merged[key][0], str(runs_dir), device, 0)
+            progress.done(training=True)
         for key, paths in evaluations + [(k, p) for k in trainings for p in missing[k]]:
             _evaluate_one(str(merged[key][1].path), settings, paths, 0)
+            progress.done(training=False)
         return [merged[key][1] for key in keys]
     threads = max(1, use_all_cores() // workers)
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -135,10 +166,13 @@ def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto
                 else:
                     key, paths = evaluations.pop(0)
                     running[pool.submit(_evaluate_one, str(merged[key][1].path), settings, paths, threads)] = None
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            done, _ = wait(running, timeout=progress.every, return_when=FIRST_COMPLETED)
             for future in done:
                 key = running.pop(future)
                 future.result()  # a worker's error stops the pipeline here, with its message
                 if key is not None:  # a training finished: its evaluations can start
                     evaluations += [(key, p) for p in missing[key]]
+                progress.done(training=key is not None)
+            if not done:
+                progress.report()
     return [merged[key][1] for key in keys]

@@ -20,6 +20,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from ..errors import CheckpointError
 from ..perf.device import resolve_device
 from ..plots import figure_saver
 from ..presets import make_config
-from ..runs.folder import RunFolder
+from ..runs.folder import RunFolder, read_json
 from ..runs.run import load_run
 from ..runs.run_cache import RunSpec, ensure
 
@@ -121,6 +122,7 @@ class Notebook:
         self._show = figure_saver(self.figures_dir, self.prefix)
         self._started, self._started_wall = time.perf_counter(), time.time()
         self._runs: set[str] = set()  # run directories this chapter used
+        self._evaluation_files: set[Path] = set()  # and the evaluations it read
 
     def show(self, fig, name: str, *, caption: str, alt: str) -> None:
         """Save ``fig`` as ``<figures_dir>/<prefix>_<name>.png`` and display it once, with its caption and alt text.
@@ -144,6 +146,7 @@ class Notebook:
             folders = ensure([(s, (paths,)) for s in specs], self.runs_dir, self.device, self.workers, self.estimator)
         runs = [load_run(f, device=self.device) for f in folders]
         self._runs.update(str(r.path) for r in runs if r.path is not None)
+        self._evaluation_files.update(f.evaluation_file(self.estimator, paths) for f in folders)
         return runs, [f.read_evaluation(self.estimator, paths) for f in folders]
 
     def evaluations(self, runs: list, paths: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -152,18 +155,27 @@ class Notebook:
             raise CheckpointError("evaluations need runs that live in a run directory (trained with out=...)")
         with _without_progress_lines():
             folders = ensure([(run.path, (paths,)) for run in runs], self.runs_dir, self.device, self.workers, self.estimator)
+        self._evaluation_files.update(f.evaluation_file(self.estimator, paths) for f in folders)
         return [f.read_evaluation(self.estimator, paths) for f in folders]
 
     def timing(self) -> None:
-        """Display, at the end of a chapter, how long it took and how many of its runs it trained (the rest
-        came from the run cache), so a reader can tell a fresh machine's time from a warm cache's."""
+        """Display, at the end of a chapter, how long it took, and the work done for it ahead of time: the
+        training and measuring of the runs it read from the run cache (trained ahead by ``run_all.sh`` or
+        earlier), as recorded in their files, so a reader can tell a fresh machine's cost from a warm cache's."""
         from IPython.display import display
 
         minutes = (time.perf_counter() - self._started) / 60
-        trained = sum(1 for run in self._runs if (m := RunFolder(run).metrics).is_file() and m.stat().st_mtime >= self._started_wall)
-        where = torch.cuda.get_device_name(0) if resolve_device(self.device).type == "cuda" else f"{resolve_device(self.device).type.upper()}"
-        text = (f"This chapter ran in {minutes:.1f} min on {where} (profile `{self.profile}`): it trained {trained} of the "
-                f"{len(self._runs)} run(s) it uses and read the others from the run cache.")
+        here = lambda path: path.is_file() and path.stat().st_mtime >= self._started_wall  # noqa: E731
+        cached = [RunFolder(run) for run in sorted(self._runs) if not here(RunFolder(run).metrics)]
+        cached_evals = [p for p in self._evaluation_files if p.is_file() and not here(p)]
+        train_min = sum(f.read_metrics().get("seconds", 0.0) for f in cached if f.metrics.is_file()) / 60
+        eval_min = sum(read_json(p, "evaluation").get("seconds", 0.0) for p in cached_evals) / 60
+        device = resolve_device(self.device)
+        where = torch.cuda.get_device_name(0) if device.type == "cuda" else device.type.upper()
+        text = (f"This chapter ran in {minutes:.1f} min on {where} (profile `{self.profile}`). Of the {len(self._runs)} "
+                f"run(s) it uses it trained {len(self._runs) - len(cached)} itself; the work done for it ahead of time "
+                f"and read from the run cache was {len(cached)} training(s), {train_min:.1f} min, and {len(cached_evals)} "
+                f"MI evaluation(s), {eval_min:.1f} min (as recorded in their files).")
         display({"text/markdown": text, "text/plain": text}, raw=True)
 
     def test_data(self, preset: str = "paper-joint") -> ImageData:
