@@ -262,7 +262,7 @@ def train(steps, kl=kl_per_dim):
     model = VAE()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     rows = []
-    for step in tqdm(range(steps), desc="training", mininterval=2):
+    for step in tqdm(range(steps), desc="training", mininterval=2, file=sys.stdout):
         x = train_images[torch.randint(len(train_images), (config.batch_size,))]
         x_hat, mu, logvar = model(x)
         loss, recon, kl_term = elbo_loss(x_hat, x, mu, logvar, kl)

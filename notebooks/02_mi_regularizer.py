@@ -120,8 +120,10 @@ exercises.check("gaussian_cross_entropy", gaussian_cross_entropy)
 # ````{admonition} Solution
 # :class: dropdown
 # ```python
-# def gaussian_cross_entropy(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-#     """Exercise 2.1: -log N(z; mean, std^2), summed over the dims and averaged over the batch."""
+# def gaussian_cross_entropy(
+#     mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor
+# ) -> torch.Tensor:
+#     """Exercise 2.1: -log N(z; mean, std^2), summed over the dims, batch mean."""
 #     nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
 #     return nll.sum(dim=1).mean()
 # ```
@@ -250,7 +252,7 @@ def train_vmi(steps, ce=mi_cross_entropy):
     vae_opt = torch.optim.Adam(vae.parameters(), lr=config.lr)
     q_opt = torch.optim.Adam(q.parameters(), lr=config.q_lr)
     rows = []
-    for step in tqdm(range(steps), desc="training", mininterval=2):
+    for step in tqdm(range(steps), desc="training", mininterval=2, file=sys.stdout):
         x = train_images[torch.randint(len(train_images), (config.batch_size,))]
         rows.append((step, *vmi_step(vae, q, vae_opt, q_opt, x, ce)))
     return vae, q, pd.DataFrame(rows, columns=["step", "loss", "ce_cont"])

@@ -128,7 +128,7 @@ exercises.check("gumbel_softmax", gumbel_softmax)
 # :class: dropdown
 # ```python
 # def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
-#     """Exercise 3.1: softmax((logits + g) / tau) with g = -log(-log u) ~ Gumbel(0, 1), u ~ U(0, 1)."""
+#     """Exercise 3.1: softmax((logits + g) / tau), g = -log(-log u), u ~ U(0, 1)."""
 #     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
 #     return torch.softmax((logits + g) / tau, dim=-1)
 # ```
@@ -208,7 +208,7 @@ exercises.check("aggregate_entropy", aggregate_entropy)
 # :class: dropdown
 # ```python
 # def aggregate_entropy(logits: torch.Tensor) -> torch.Tensor:
-#     """Exercise 3.2: the entropy of the batch's mean posterior, H(mean_b softmax(logits_b))."""
+#     """Exercise 3.2: H(mean_b softmax(logits_b)), the mean posterior's entropy."""
 #     p = torch.softmax(logits, dim=-1).mean(dim=0)
 #     return -(p * torch.log(p.clamp_min(1e-12))).sum()
 # ```
@@ -305,7 +305,7 @@ def train_joint(steps, **pieces):
     vae_opt = torch.optim.Adam(vae.parameters(), lr=config.lr)
     q_opt = torch.optim.Adam(q.parameters(), lr=config.q_lr)
     rows = []
-    for step in tqdm(range(steps), desc="training", mininterval=2):
+    for step in tqdm(range(steps), desc="training", mininterval=2, file=sys.stdout):
         tau = temperature_at(
             step, config.tau0, config.tau_min, config.tau_rate, config.tau_interval
         )

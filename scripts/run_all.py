@@ -49,8 +49,15 @@ def notebooks(only: list[str]) -> list[Path]:
     return found
 
 
+def settle_carriage_returns(text: str) -> str:
+    """What a terminal would show of ``text``: on each line, only what was written after its last carriage
+    return (a progress bar's final state, not every update it drew over the previous one)."""
+    return "\n".join(next((part for part in reversed(line.split("\r")) if part), "") for line in text.split("\n"))
+
+
 def hide_injected_parameters(path: Path) -> None:
-    """Collapse papermill's injected-parameters cell in the book (Jupyter Book's hide-cell tag)."""
+    """Collapse papermill's injected-parameters cell in the book (Jupyter Book's hide-cell tag), and keep of
+    each progress bar its final state."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -58,6 +65,9 @@ def hide_injected_parameters(path: Path) -> None:
         tags = cell.get("metadata", {}).get("tags", [])
         if "injected-parameters" in tags and "hide-cell" not in tags:
             cell["metadata"]["tags"] = tags + ["hide-cell"]
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and "\r" in output.get("text", ""):
+                output["text"] = settle_carriage_returns(output["text"])
     nbformat.write(nb, path)
 
 

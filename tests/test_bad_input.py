@@ -229,7 +229,7 @@ def test_evaluate_a_run_on_your_own_data_says_how(tmp_path, capsys):
     vmivae.fit(config, data=torch.rand(16, 1, 28, 28), out=run, progress=False)
     code, line = run_cli(capsys, "evaluate", run, "--out", tmp_path / "e.json")
     assert code == 2 and "was trained on your own images, which vmivae evaluate cannot load; evaluate it from Python: " in line, line
-    assert "vmivae.measure.evaluation.evaluate(vmivae.load_run(" in line and "unknown dataset" not in line
+    assert "vmivae.evaluate(vmivae.load_run(" in line and "unknown dataset" not in line
 
 
 @pytest.mark.parametrize("where,message", [

@@ -150,7 +150,7 @@ def test_show_code_renders_package_source_as_highlighted_python():
     code = show_code(reconstruction_loss)
     assert code.data == inspect.getsource(reconstruction_loss)
     html = code._repr_html_()
-    assert "reconstruction_loss" in html and 'class="highlight' in html and "overflow-x: auto" in html
+    assert "reconstruction_loss" in html and 'class="highlight' in html and "white-space: pre-wrap" in html  # wraps, never widens
     assert source_of(Local.method) == "def method(self):\n    return 1\n"  # dedented: a method reads as code
     assert source_of(reconstruction_loss, Local.method).count("\n\n\ndef method") == 0  # one blank line between
     with pytest.raises(ValueError, match="at least one"):

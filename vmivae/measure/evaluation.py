@@ -149,7 +149,7 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         _, config = folder.read_config()
         if config.dataset == "custom":
             raise CheckpointError(f"the run in {run_dir} was trained on your own images, which vmivae evaluate cannot load; evaluate it "
-                                  f"from Python: vmivae.measure.evaluation.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "
+                                  f"from Python: vmivae.evaluate(vmivae.load_run({str(run_dir)!r}), train=..., test=...) "
                                   "with your train and test images (any form fit() accepts, through vmivae.datasets.as_image_data)")
         paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
         result = evaluate(run_dir, settings=args.profile, paths=paths)

@@ -11,6 +11,17 @@ from ..errors import TrainingInterrupted
 
 
 @contextlib.contextmanager
+def _handling(handler):
+    """``handler`` for SIGINT and SIGTERM inside the block; the previous handlers after it."""
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
 def stop_on_signals(trainer, announce: bool):
     """SIGINT/SIGTERM set ``trainer.stop_signal``, which the loop reads after each step; a second Ctrl-C
     aborts at once (``KeyboardInterrupt``). Outside the main thread signals cannot be caught: a no-op."""
@@ -26,12 +37,8 @@ def stop_on_signals(trainer, announce: bool):
             print(f"\nvmivae: {signal.Signals(signum).name} received: stopping after this step and writing a checkpoint "
                   "(Ctrl-C again aborts at once)", file=sys.stderr, flush=True)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -47,9 +54,5 @@ def interrupt_outside_loop(detail: dict):
     def handler(signum, frame):
         raise TrainingInterrupted(detail.get("step"), signum, detail=detail["text"])
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _handling(handler):
         yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)

@@ -14,20 +14,22 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
 
 
-def gaussian_cross_entropy(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Exercise 2.1: -log N(z; mean, std^2), summed over the dims and averaged over the batch."""
+def gaussian_cross_entropy(
+    mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor
+) -> torch.Tensor:
+    """Exercise 2.1: -log N(z; mean, std^2), summed over the dims, batch mean."""
     nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
     return nll.sum(dim=1).mean()
 
 
 def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
-    """Exercise 3.1: softmax((logits + g) / tau) with g = -log(-log u) ~ Gumbel(0, 1), u ~ U(0, 1)."""
+    """Exercise 3.1: softmax((logits + g) / tau), g = -log(-log u), u ~ U(0, 1)."""
     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
     return torch.softmax((logits + g) / tau, dim=-1)
 
 
 def aggregate_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Exercise 3.2: the entropy of the batch's mean posterior, H(mean_b softmax(logits_b))."""
+    """Exercise 3.2: H(mean_b softmax(logits_b)), the mean posterior's entropy."""
     p = torch.softmax(logits, dim=-1).mean(dim=0)
     return -(p * torch.log(p.clamp_min(1e-12))).sum()
 

@@ -1,4 +1,4 @@
-"""Show the package's own code in a chapter: a code cell renders it, in JupyterLab and in the book alike.
+"""Show the package's own code in a chapter: a code cell renders it, in JupyterLab and in the book alike::
 
     from vmivae.teaching.show import show_code
     show_code(vmivae.objectives.reconstruction_loss)
@@ -24,13 +24,13 @@ def source_of(*objects) -> str:
 def show_code(*objects):
     """Display ``objects``' source as one highlighted Python block (returned, so a cell's last line shows it).
 
-    The package's lines are longer than the book's column: the block scrolls sideways instead of widening
-    the page.
+    The package's lines are longer than the book's column: they wrap, in JupyterLab as in the book, instead
+    of widening the page or hiding behind a scroll bar (the book wraps its other listings of the package alike).
     """
     from IPython.display import Code  # a notebook dependency, not a library one
 
     class SourceCode(Code):
         def _repr_html_(self) -> str:
-            return f'<div class="vmivae-source" style="overflow-x: auto">{super()._repr_html_()}</div>'
+            return super()._repr_html_().replace("<pre>", '<pre style="white-space: pre-wrap; overflow-wrap: anywhere">', 1)
 
     return SourceCode(source_of(*objects), language="python")
