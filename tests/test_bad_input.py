@@ -247,6 +247,23 @@ def test_evaluate_out_is_checked_first(finished_run, tmp_path, capsys, where, me
     assert code == 2 and message.format(out=out, parent=tmp_path / "notes") in line, line
 
 
+@pytest.mark.parametrize("name", ["checkpoint.pt", "metrics.json", "config.json", "history.csv", "eval-quick-generation.json"])
+def test_evaluate_never_writes_over_the_runs_own_files(finished_run, tmp_path, capsys, name):
+    run = copy_run(finished_run, tmp_path)
+    (run / "eval-quick-generation.json").write_text("{}")
+    before = (run / name).read_bytes()
+    code, line = run_cli(capsys, "evaluate", run, "--out", run / name, "--overwrite")
+    assert code == 2 and f"--out {run / name} is " in line and "choose another file" in line, line
+    assert (run / name).read_bytes() == before  # nothing replaced
+
+
+def test_evaluate_out_must_be_a_regular_file(finished_run, tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, line = run_cli(capsys, "evaluate", finished_run, "--out", fifo, "--overwrite")
+    assert code == 2 and f"--out {fifo} is not a regular file" in line, line
+
+
 BENCH_ROWS = [
     (["--presets", "paper-jont"], "unknown preset 'paper-jont'"),
     (["--presets", ","], "--presets ',' names no preset"),

@@ -139,12 +139,17 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 def _evaluate_command(args: argparse.Namespace) -> int:
     from ..errors import CheckpointError, OutputError
     from ..runs.files import os_reason, write_json
-    from ..runs.folder import RunFolder
+    from ..runs.folder import LOCK, RUN_FILES, RunFolder
     from ..runs.rundir import check_output_file
 
     out = check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
     folder = RunFolder.existing(args.run_dir)
     run_dir = folder.path
+    own = [name for name in (*RUN_FILES, LOCK) if out.resolve() == (run_dir / name).resolve()]
+    if own or (out.resolve().parent == run_dir.resolve() and out.name.startswith("eval-")):
+        what = f"the run's own {own[0]}" if own else "one of the run's cached evaluations"
+        raise OutputError(f"--out {out} is {what}, which the evaluation would replace; choose another file, "
+                          f"e.g. {run_dir / 'eval.json'}")
     with folder.lock("vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
         _, config = folder.read_config()
         if config.dataset == "custom":

@@ -26,6 +26,8 @@ def check_output_file(path: Path, flag: str, overwrite: bool = True, create_pare
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder; give a file name, e.g. {path / 'result.json'}")
+    if path.exists() and not path.is_file():  # a pipe, a device, a socket: writing there loses or hangs
+        raise OutputError(f"{flag} {path} is not a regular file; give the name of a file to write")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists already; choose another {flag} or pass --overwrite")
     existing = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
