@@ -95,10 +95,12 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 # {term}`bootstrap confidence interval`s over the evaluation samples; `vmivae.measure.mi.estimate_mi_refits` repeats
 # whole fits over seeds when the spread between $Q$ fits matters more. The per-sample cross-entropies
 # that everything rests on:
-#
-# ```{literalinclude} ../_src/vmivae/measure/mi.py
-# :pyobject: _per_sample_ce
-# ```
+
+# %%
+from vmivae.measure.mi import _per_sample_ce
+from vmivae.teaching.show import show_code
+
+show_code(_per_sample_ce)
 
 # %% [markdown]
 # ## Validation on channels with known MI
@@ -149,8 +151,17 @@ exercises.check("mi_from_confusion", mi_from_confusion)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: mi_from_confusion
+# ```python
+# def mi_from_confusion(prior: np.ndarray, confusion: np.ndarray) -> float:
+#     """Exercise 4.1: I(c; c') = sum_kl p(k) P(l|k) log(P(l|k) / p(l)).
+#
+#     p(l) = sum_k p(k) P(l|k) is the distribution of the received pattern.
+#     """
+#     joint = prior[:, None] * confusion
+#     marginal = joint.sum(axis=0)
+#     nonzero = joint > 0
+#     ratio = (confusion / marginal[None, :])[nonzero]
+#     return float((joint[nonzero] * np.log(ratio)).sum())
 # ```
 # For the confused channel with $\varepsilon = 0.3$ this gives 1.033 nats, well below $\log 10$: 30%
 # confusion spread over nine patterns destroys more than half of the information.

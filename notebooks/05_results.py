@@ -378,8 +378,17 @@ exercises.check("welch_interval", welch_interval)
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
-# ```{literalinclude} ../_src/vmivae/teaching/exercise_solutions.py
-# :pyobject: welch_interval
+# ```python
+# def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+#     """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b), unequal variances."""
+#     from scipy import stats
+#
+#     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+#     # the Welch-Satterthwaite degrees of freedom
+#     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+#     half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+#     diff = a.mean() - b.mean()
+#     return diff - half, diff + half
 # ```
 # With three seeds per side the degrees of freedom are small (2 to 4), so $t_{0.975}$ is large (4.3 at 2
 # degrees of freedom): three seeds resolve only large effects.

@@ -111,11 +111,29 @@ def test_the_students_functions_run_in_the_loop(stem):
         assert in_loop and re.search(rf"{loop}\([^)]*={name}\)", in_loop[0]), f"{name} is not run inside {loop}"
 
 
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
+
+
 @pytest.mark.parametrize("stem", BUILDS)
 def test_package_code_is_shown_by_a_code_cell_not_a_directive(stem):
-    code, markdown, _ = _chapter(stem)
-    assert not [m for m in markdown if "literalinclude" in m], "JupyterLab shows a literalinclude as raw text"
+    code, _, _ = _chapter(stem)
     assert any(c.startswith("show_code(") for c in code)
+
+
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_no_chapter_includes_files_with_a_directive(stem):
+    """Package source comes from show_code, a solution is written into the chapter: JupyterLab renders both."""
+    _, markdown, _ = _chapter(stem)
+    assert not [m for m in markdown if "literalinclude" in m], "JupyterLab shows a literalinclude as raw text"
+
+
+def test_every_exercise_shows_its_reference_solution_written_in():
+    fences = [block for stem in CHAPTERS for m in _chapter(stem)[1] if ":class: dropdown" in m
+              for block in re.findall(r"```python\n(.*?)```", m, re.S)]
+    for name in EXERCISES:
+        shown = [f for f in fences if f.startswith(f"def {name}(")]
+        assert shown == [inspect.getsource(getattr(exercise_solutions, name))], f"the dropdown for {name} differs"
+        assert max(map(len, shown[0].splitlines())) <= 88, f"the solution of {name} is wider than the book's column"
 
 
 @pytest.mark.parametrize("stem", BUILDS)
@@ -151,6 +169,13 @@ def test_show_code_renders_package_source_as_highlighted_python():
     assert code.data == inspect.getsource(reconstruction_loss)
     html = code._repr_html_()
     assert "reconstruction_loss" in html and 'class="highlight' in html and "white-space: pre-wrap" in html  # wraps, never widens
+    # a small stylesheet: only the token classes this listing uses, each rule scoped to the listing, no comments
+    style = re.fullmatch(r"<style>(.*?)</style>.*", html, re.S).group(1)
+    rules = re.findall(r"(\S+) \.([\w-]+) \{[^}]*\}", style)
+    used = set(re.findall(r'<span class="([\w-]+)">', html))
+    assert rules and {scope for scope, _ in rules} == {".vmivae-code"} and {cls for _, cls in rules} <= used
+    assert "/*" not in style and "Generic" not in html and "Traceback" not in html and len(style) < 1500
+    assert html.count("<style>") == 1 and show_code(Local)._repr_html_().count(".nf ") == 1
     assert source_of(Local.method) == "def method(self):\n    return 1\n"  # dedented: a method reads as code
     assert source_of(reconstruction_loss, Local.method).count("\n\n\ndef method") == 0  # one blank line between
     with pytest.raises(ValueError, match="at least one"):

@@ -35,19 +35,24 @@ def aggregate_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def mi_from_confusion(prior: np.ndarray, confusion: np.ndarray) -> float:
-    """Exercise 4.1: I(c; c') = sum_{k,l} p(k) P(l|k) log(P(l|k) / p(l)), with p(l) = sum_k p(k) P(l|k)."""
+    """Exercise 4.1: I(c; c') = sum_kl p(k) P(l|k) log(P(l|k) / p(l)).
+
+    p(l) = sum_k p(k) P(l|k) is the distribution of the received pattern.
+    """
     joint = prior[:, None] * confusion
     marginal = joint.sum(axis=0)
     nonzero = joint > 0
-    return float((joint[nonzero] * np.log((confusion / marginal[None, :])[nonzero])).sum())
+    ratio = (confusion / marginal[None, :])[nonzero]
+    return float((joint[nonzero] * np.log(ratio)).sum())
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b) (unequal variances)."""
+    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b), unequal variances."""
     from scipy import stats
 
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))  # Welch-Satterthwaite
+    # the Welch-Satterthwaite degrees of freedom
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
     diff = a.mean() - b.mean()
     return diff - half, diff + half
