@@ -37,6 +37,11 @@ OPERATIONAL_KEYS = ("device", "data_root", "log_every", "checkpoint_every", "fus
 INT_MAX = 2**63 - 1  # integers are counted in 64-bit tensors
 SEED_MAX = 2**64 - 1  # the range of torch's 64-bit generator seed
 DEVICE_PATTERN = re.compile(r"auto|(cpu|cuda|mps)(:[0-9]+)?")
+PARTS = ("cont", "cat")  # the two KL terms' parts: the Gaussian dims and the categorical code
+CAPACITY_FIELDS = ("gamma", "start", "end", "steps")
+# Keys added after the paper's presets: at their defaults they leave the loss as it was and stay out of the
+# config hash, so the runs already trained and cached keep their hash.
+LEVER_KEYS = ("kl_weight_cont", "kl_weight_cat") + tuple(f"capacity_{p}_{f}" for p in PARTS for f in CAPACITY_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,18 @@ class Config:
     # --- the ELBO
     recon_loss: str = "mse"  # mse (paper, mean-reduced) | gaussian | bernoulli (summed NLLs)
     kl_weight: float = 0.005  # weight of the KL terms
+    kl_weight_cont: float | None = None  # weight of the Gaussian part's KL alone; null: kl_weight
+    kl_weight_cat: float | None = None  # weight of the categorical code's KL alone; null: kl_weight
+    # --- capacities (JointVAE, Dupont 2018): a part's weighted KL becomes gamma * |KL - C(t)|, C rising linearly
+    # from start to end nats over `steps` steps, then held; gamma 0: off (the paper's loss)
+    capacity_cont_gamma: float = 0.0  # of the Gaussian part's KL (summed over dims)
+    capacity_cont_start: float = 0.0  # nats
+    capacity_cont_end: float = 0.0  # nats
+    capacity_cont_steps: int = 1  # steps from start to end
+    capacity_cat_gamma: float = 0.0  # of the categorical code's KL from the uniform prior (at most log K)
+    capacity_cat_start: float = 0.0
+    capacity_cat_end: float = 0.0
+    capacity_cat_steps: int = 1
     # --- Gumbel-softmax temperature: tau_t = max(tau0 * exp(-tau_rate * t), tau_min)
     tau0: float = 1.0  # initial temperature
     tau_min: float = 0.5  # temperature floor (paper: 0.3 joint model, 0.5 otherwise)
@@ -97,6 +114,17 @@ class Config:
         return self.lambda_cat if self.lambda_entropy is None else self.lambda_entropy
 
     @property
+    def kl_levers(self) -> dict[str, Any]:
+        """The KL part of the objective as ``vmivae.steps.Objective`` keywords: ``kl_weight`` (of KL_cont, and of
+        KL_cat unless ``kl_weight_cat`` is given), ``kl_weight_cat``, ``capacity_cont``/``capacity_cat`` as
+        ``(start, end, steps, gamma)`` or None. At the defaults: the paper's single weight and no capacity."""
+        cont = self.kl_weight if self.kl_weight_cont is None else self.kl_weight_cont
+        cat = self.kl_weight if self.kl_weight_cat is None else self.kl_weight_cat
+
+        capacity = {f"capacity_{p}": tuple(getattr(self, f"capacity_{p}_{f}") for f in ("start", "end", "steps", "gamma")) for p in PARTS}
+        return {"kl_weight": cont, "kl_weight_cat": None if cat == cont else cat, **{k: (v if v[3] else None) for k, v in capacity.items()}}
+
+    @property
     def components(self) -> MIComponents:
         return MIComponents(self.mi_categorical, tuple(self.mi_dims))
 
@@ -111,7 +139,7 @@ class Config:
 
     def hash(self) -> str:
         """Short digest of every key that changes what a run computes (not device, paths, cadence)."""
-        d = {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_KEYS}
+        d = {k: v for k, v in self.to_dict().items() if k not in OPERATIONAL_KEYS and not (k in LEVER_KEYS and v == FIELDS[k].default)}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -201,6 +229,7 @@ def _validate(c: Config) -> None:
     need(c.lambda_cont == 0 or c.mi_dims, "lambda_cont > 0 needs Gaussian dims in the bound: set mi_dims, e.g. [0, 1]")
     need(c.tau0 > 0 and c.tau_min > 0, f"temperatures must be positive, got tau0={c.tau0}, tau_min={c.tau_min}")
     need(c.tau_min <= c.tau0, f"tau_min ({c.tau_min}) must not exceed tau0 ({c.tau0})")
+    _validate_levers(c, need)
     for key in ("steps", "tau_interval", "log_every", "checkpoint_every"):
         need(getattr(c, key) >= 1, f"{key} must be at least 1, got {getattr(c, key)}")
     need(c.batch_size >= 2, f"batch_size must be at least 2 (BatchNorm needs two images), got {c.batch_size}")
@@ -213,6 +242,27 @@ def _validate(c: Config) -> None:
         need(f.name == "seed" or all(not isinstance(v, int) or isinstance(v, bool) or abs(v) <= INT_MAX for v in values),
              f"{f.name} is too large ({value}); it must be at most {INT_MAX}")
     need(bool(DEVICE_PATTERN.fullmatch(c.device)), f"unknown device {c.device!r}; valid: auto, cpu, cuda, cuda:N, mps")
+
+
+def _validate_levers(c: Config, need) -> None:
+    """The separate KL weights and the capacity schedules."""
+    for part in PARTS:
+        key = f"kl_weight_{part}"
+        need(getattr(c, key) is None or getattr(c, key) >= 0, f"{key} must be null or non-negative, got {getattr(c, key)}")
+        gamma, start, end, steps = (getattr(c, f"capacity_{part}_{f}") for f in CAPACITY_FIELDS)
+        name = f"capacity_{part}"
+        need(gamma >= 0 and start >= 0 and end >= 0, f"{name}_gamma, _start and _end must be non-negative, got {gamma}, {start}, {end}")
+        need(steps >= 1, f"{name}_steps must be at least 1, got {steps}")
+        need(gamma > 0 or (start, end, steps) == (0.0, 0.0, 1),
+             f"{name}_start, _end and _steps have no effect while {name}_gamma is 0; set {name}_gamma, e.g. 0.075")
+        need(gamma == 0 or getattr(c, key) is None,
+             f"{key} has no effect with a capacity on that part (gamma |KL - C| replaces the weighted KL); drop {key} or {name}_gamma")
+    need(c.kl_weight_cat is None or c.categorical, "kl_weight_cat weighs the categorical code's KL but the model has none; set categorical")
+    need(c.capacity_cat_gamma == 0 or c.categorical, "capacity_cat_gamma needs a categorical code; set categorical")
+    if c.capacity_cat_gamma > 0 and c.categorical:
+        log_k = math.log(c.categorical)
+        need(max(c.capacity_cat_start, c.capacity_cat_end) <= log_k + 1e-6,
+             f"capacity_cat_start and _end must not exceed log K = {log_k:.4f} nats, the largest KL of a {c.categorical}-way code from the uniform prior")
 
 
 def from_dict(d: dict[str, Any], where: str = "config") -> Config:

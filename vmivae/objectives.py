@@ -5,6 +5,10 @@ The VAE minimises (paper, reference code; :func:`vae_loss`)::
     loss_vae = recon(x_hat, x) + kl_weight * (KL_cont + KL_cat) + lambda_cat * CE_cat + lambda_cont * CE_cont
                - entropy_weight * H(c)          (0 in the paper's loss)
 
+Two levers beyond the paper (:func:`kl_terms`; off by default, and then the loss is the paper's bit for bit):
+a separate weight for each part's KL, and a capacity per part (JointVAE, Dupont 2018): the part's
+weighted KL becomes ``gamma * |KL - C(t)|`` with ``C`` rising linearly from ``start`` to ``end`` nats.
+
 and Q minimises ``CE_cat + CE_cont`` on detached images (:func:`q_loss`). The cross-entropies come from the variational
 lower bound on the mutual information between a latent component ``c`` and the decoded image ``x~``
 (Barber & Agakov 2003; InfoGAN, Chen et al. 2016)::
@@ -180,13 +184,42 @@ class LossTerms(NamedTuple):
     h_cat: torch.Tensor
 
 
+class Capacity(NamedTuple):
+    """A capacity term ``gamma * |KL - target|`` at one step (JointVAE): numbers or device scalars."""
+
+    gamma: float | torch.Tensor
+    target: float | torch.Tensor  # C(t) in nats, from capacity_at
+
+
+def capacity_at(step: float | torch.Tensor, start: float, end: float, steps: int) -> float | torch.Tensor:
+    """``C(t) = start + (end - start) * min(t / steps, 1)`` nats: linear over ``steps`` steps, then held at ``end``.
+
+    ``step`` may be a device scalar (the training step counts on the device, so a captured step never reads the host).
+    """
+    fraction = step / steps
+    fraction = fraction.clamp(max=1.0) if isinstance(fraction, torch.Tensor) else min(fraction, 1.0)
+    return start + (end - start) * fraction
+
+
+def capacity_penalty(kl: torch.Tensor, capacity: Capacity) -> torch.Tensor:
+    """``gamma * |KL - C|``: pulls the KL towards the capacity from either side."""
+    return capacity.gamma * (kl - capacity.target).abs()
+
+
 class LossWeights(NamedTuple):
-    """The weights of the VAE's loss: numbers, or one tensor per run when runs train as a group."""
+    """The weights of the VAE's loss: numbers, or one tensor per run when runs train as a group.
+
+    ``kl_weight`` weighs both KL terms unless ``kl_weight_cat`` is given, then it weighs KL_cont only;
+    a part with a :class:`Capacity` has ``gamma * |KL - C|`` in place of its weighted KL.
+    """
 
     kl_weight: float | torch.Tensor
     lambda_cat: float | torch.Tensor
     lambda_cont: float | torch.Tensor
     entropy_weight: float | torch.Tensor  # of + H(c): 0 is the paper's loss, lambda_cat the true bound on the code
+    kl_weight_cat: float | torch.Tensor | None = None  # None: kl_weight on KL_cont + KL_cat (one product, the paper's loss)
+    capacity_cont: Capacity | None = None
+    capacity_cat: Capacity | None = None
 
 
 def elbo_terms(out: VAEOutput, x: torch.Tensor, recon_loss: str = "mse") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -197,14 +230,27 @@ def elbo_terms(out: VAEOutput, x: torch.Tensor, recon_loss: str = "mse") -> tupl
     return recon, kl_cont, kl_cat
 
 
+def kl_terms(terms: LossTerms, weights: LossWeights) -> torch.Tensor:
+    """The KL part of the VAE's loss: ``kl_weight (KL_cont + KL_cat)`` (the paper's), or per part
+    ``kl_weight KL_cont`` / ``kl_weight_cat KL_cat``, a part with a capacity contributing ``gamma |KL - C|`` instead."""
+    w = weights
+    if w.kl_weight_cat is None and w.capacity_cont is None and w.capacity_cat is None:
+        return w.kl_weight * (terms.kl_cont + terms.kl_cat)
+    cont = capacity_penalty(terms.kl_cont, w.capacity_cont) if w.capacity_cont is not None else w.kl_weight * terms.kl_cont
+    if w.capacity_cat is not None:
+        return cont + capacity_penalty(terms.kl_cat, w.capacity_cat)
+    return cont + (w.kl_weight if w.kl_weight_cat is None else w.kl_weight_cat) * terms.kl_cat
+
+
 def vae_loss(terms: LossTerms, weights: LossWeights) -> torch.Tensor:
-    """``recon + kl_weight (KL_cont + KL_cat) + lambda_cat CE_cat + lambda_cont CE_cont - entropy_weight H(c)``.
+    """``recon + kl_weight (KL_cont + KL_cat) + lambda_cat CE_cat + lambda_cont CE_cont - entropy_weight H(c)``
+    (the KL part per :func:`kl_terms`).
 
     With ``entropy_weight = lambda_cat`` the code's part is ``-lambda_cat (H(c) - CE_cat)``: minus lambda
     times the lower bound on ``I(c; x~)``.
     """
     w = weights
-    return (terms.recon + w.kl_weight * (terms.kl_cont + terms.kl_cat) + w.lambda_cat * terms.ce_cat
+    return (terms.recon + kl_terms(terms, w) + w.lambda_cat * terms.ce_cat
             + w.lambda_cont * terms.ce_cont - w.entropy_weight * terms.h_cat)
 
 

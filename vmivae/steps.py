@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import objectives
 from .models import VAE, QNetwork, VAEOutput
 from .objectives import LossTerms, LossWeights, MIComponents, aggregate_code_entropy, elbo_terms, mi_batch, mi_cross_entropies, q_loss, vae_loss
 
@@ -74,10 +75,30 @@ class Objective:
     kl_weight: float = 0.005
     recon_loss: str = "mse"
     entropy_weight: float = 0.0  # weight of + H(c) (aggregate_code_entropy) in the VAE's objective; 0: the paper's loss
+    kl_weight_cat: float | None = None  # weight of KL_cat alone (kl_weight then weighs KL_cont); None: kl_weight weighs both
+    capacity_cont: tuple[float, float, int, float] | None = None  # (start, end, steps, gamma): gamma |KL_cont - C(t)| in place of its KL
+    capacity_cat: tuple[float, float, int, float] | None = None  # the same for KL_cat
 
     @property
     def weights(self) -> LossWeights:
-        return LossWeights(self.kl_weight, self.lambda_cat, self.lambda_cont, self.entropy_weight)
+        """The loss weights (at step 0 when a capacity is scheduled: see :meth:`weights_at`)."""
+        return self.weights_at(0)
+
+    @property
+    def scheduled(self) -> bool:
+        """Whether the loss changes with the step (a capacity schedule)."""
+        return self.capacity_cont is not None or self.capacity_cat is not None
+
+    def weights_at(self, step: int | torch.Tensor) -> LossWeights:
+        """The loss weights at training step ``step`` (a device scalar in training: no host sync)."""
+        def capacity(spec):
+            if spec is None:
+                return None
+            start, end, steps, gamma = spec
+            return objectives.Capacity(gamma, objectives.capacity_at(step, start, end, steps))
+
+        return LossWeights(self.kl_weight, self.lambda_cat, self.lambda_cont, self.entropy_weight, self.kl_weight_cat,
+                           capacity(self.capacity_cont), capacity(self.capacity_cat))
 
     @property
     def shared_lambda(self) -> float | None:
@@ -171,6 +192,13 @@ class Stepper:
         self.vae_params, self.q_params = vae_params, q_params
         self.vae_opt, self.q_opt = vae_opt, q_opt
         self.mode, self.grad_clip, self.amp_dtype = mode, grad_clip, amp_dtype
+        # steps taken, counted on the device (read by a capacity schedule; a captured step replays the increment)
+        self.step_count = torch.zeros((), dtype=torch.long, device=vae_params[0].device) if objective.scheduled else None
+
+    def set_step(self, step: int) -> None:
+        """Set the step counter (a resumed run continues its capacity schedule)."""
+        if self.step_count is not None:
+            self.step_count.fill_(step)
 
     def _autocast(self, x: torch.Tensor):
         """Mixed precision for the forward passes only (backward runs in the forward's dtypes)."""
@@ -181,10 +209,17 @@ class Stepper:
     def __call__(self, x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """Update both networks on batch ``x``; returns the detached ``METRICS`` (then the K argmax counts) as one tensor."""
         if self.q is None:
-            return self._vae_only(x, tau)
-        return self._fused(x, tau) if self.mode == "fused" else self._alternating(x, tau)
+            metrics = self._vae_only(x, tau)
+        else:
+            metrics = self._fused(x, tau) if self.mode == "fused" else self._alternating(x, tau)
+        if self.step_count is not None:
+            self.step_count.add_(1)
+        return metrics
 
     # ---------------------------------------------------------------- helpers
+    def _weights(self) -> LossWeights:
+        return self.objective.weights if self.step_count is None else self.objective.weights_at(self.step_count)
+
     def _terms(self, x, tau, scale=None) -> tuple[VAEOutput, LossTerms]:
         return loss_terms(self.vae, self.q, x, tau, self.objective, scale, self.targets, self.entropy)
 
@@ -204,7 +239,7 @@ class Stepper:
     def _vae_only(self, x, tau):
         with self._autocast(x):
             out, terms = self._terms(x, tau)
-            loss = vae_loss(terms, self.objective.weights)
+            loss = vae_loss(terms, self._weights())
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)
@@ -216,12 +251,13 @@ class Stepper:
         with self._autocast(x):
             # One shared lambda: Q reads the images and targets (the encoder's samples carry gradient too) through scale_grad.
             out, terms = self._terms(x, tau, (lambda t: _scaled(t, lam)) if lam is not None else None)
-            loss, loss_q = vae_loss(terms, o.weights), q_loss(terms.ce_cat, terms.ce_cont)
+            weights = self._weights()
+            loss, loss_q = vae_loss(terms, weights), q_loss(terms.ce_cat, terms.ce_cont)
         self.vae_opt.zero_grad(set_to_none=True)
         self.q_opt.zero_grad(set_to_none=True)
         if lam is not None:  # one backward pass serves both networks
             # lambda = 1 here and lambda in scale_grad: the VAE receives lambda dCE/dx~ (d loss_vae), Q dCE/dQ (d loss_q).
-            vae_loss(terms, o.weights._replace(lambda_cat=1.0, lambda_cont=1.0)).backward()
+            vae_loss(terms, weights._replace(lambda_cat=1.0, lambda_cont=1.0)).backward()
         else:
             torch.autograd.backward(loss, inputs=self.vae_params, retain_graph=True)
             torch.autograd.backward(loss_q, inputs=self.q_params)
@@ -234,7 +270,7 @@ class Stepper:
         # VAE update (the reference's update_vae): Q's weights get gradients too, which are discarded.
         with self._autocast(x):
             out, terms = self._terms(x, tau)
-            loss = vae_loss(terms, o.weights)
+            loss = vae_loss(terms, self._weights())
         self.vae_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._update(self.vae_opt, self.vae_params)

@@ -30,8 +30,8 @@ CODE_USED_FRACTION = 0.01  # a category counts as used when it is the argmax of 
 
 
 def objective_of(config: Config) -> Objective:
-    return Objective(config.components, config.mi_source, config.lambda_cat, config.lambda_cont, config.kl_weight, config.recon_loss,
-                     config.entropy_weight)
+    return Objective(config.components, config.mi_source, config.lambda_cat, config.lambda_cont, recon_loss=config.recon_loss,
+                     entropy_weight=config.entropy_weight, **config.kl_levers)
 
 
 class Trainer:
@@ -64,7 +64,7 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, device)
         stepper = Stepper(vae_run, q_run, vae_params, q_params, objective_of(config), self.vae_opt, self.q_opt,
                           config.step_mode, config.grad_clip, self.amp_dtype)
-        self.stepper = make_step(stepper, self.capture, device)
+        self.stepper, self._plain_stepper = make_step(stepper, self.capture, device), stepper
         self.step = 0
         self.seconds = 0.0
         self.history: list[np.ndarray] = []  # flushed blocks of [rows, len(HISTORY_COLUMNS)]
@@ -167,6 +167,7 @@ class Trainer:
         if "cuda" in rng and self.device.type == "cuda":
             torch.cuda.set_rng_state(cpu_bytes(rng["cuda"]), self.device)
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
+        self._plain_stepper.set_step(self.step)  # a capacity schedule continues where it was
         self.history = [state["history"].cpu().numpy()]
 
     def check_finite_weights(self) -> None:

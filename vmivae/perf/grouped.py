@@ -40,7 +40,7 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 
 from ..batches import BatchSampler
-from ..config import OPERATIONAL_KEYS, Config
+from ..config import FIELDS, LEVER_KEYS, OPERATIONAL_KEYS, Config
 from ..datasets import ImageData
 from ..errors import ConfigError, TrainingError
 from ..latents import gumbel_noise, sample_prior, temperature_at
@@ -66,6 +66,9 @@ def check_group(configs: list[Config]) -> None:
         if differ:
             raise ConfigError(f"runs trained as one group may differ only in {', '.join(GROUP_KEYS)}; run {i} differs from run 0 in "
                               + ", ".join(differ))
+    levers = [k for k in LEVER_KEYS if any(getattr(config, k) != FIELDS[k].default for config in configs)]
+    if levers:
+        raise ConfigError(f"a group trains with one KL weight and no capacity schedule; train runs that set {', '.join(levers)} one by one")
     if configs[0].step_mode != "fused":
         raise ConfigError("a group trains with the fused step; set step_mode: fused")
     if configs[0].compile:
