@@ -7,6 +7,7 @@ Natural logarithms throughout, so every entropy, KL and likelihood is in nats.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,21 @@ class LatentSpec:
 
     continuous: int
     categorical: int | None = None
+
+    def __post_init__(self):
+        """Refuse, when built, a spec that no model can have (``TypeError``/``ValueError``, one sentence each)."""
+        for name, value in (("continuous", self.continuous), ("categorical", self.categorical)):
+            if value is None and name == "categorical":
+                continue
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"LatentSpec {name} must be a whole number, got {value!r}; e.g. LatentSpec(continuous=16, categorical=10)")
+            object.__setattr__(self, name, int(value))  # numpy integers become plain ints
+        if self.continuous < 0:
+            raise ValueError(f"LatentSpec continuous (the number of Gaussian dims) must be 0 or more, got {self.continuous}")
+        if self.categorical is not None and self.categorical < 2:
+            raise ValueError(f"LatentSpec categorical (the categories K of the code) must be at least 2 or None for no code, got {self.categorical}")
+        if not self.continuous and self.categorical is None:
+            raise ValueError("LatentSpec(0) has no latent component; give at least one Gaussian dim or a categorical code, e.g. LatentSpec(0, 10)")
 
     @property
     def dim(self) -> int:

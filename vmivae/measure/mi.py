@@ -46,6 +46,7 @@ from ..models import VAE, QNetwork
 from ..objectives import mi_lower_bound, prior_entropy
 from ..perf.device import resolve_amp
 from ..perf.fast_layers import use_matmul_layers
+from . import checks
 from .metrics import discrete_entropy, spacing_entropy
 from .q_fit import Source, calibrate, gain_is_small, warm_start
 
@@ -220,24 +221,18 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
 
     Args:
         model: a :class:`~vmivae.runs.run.Run` (whose own Q, if it has one, is the warm start), a
-            :class:`~vmivae.models.VAE`, or any decoder callable mapping latents ``[B, D + K]`` (Gaussian
-            values, then one-hot) to images ``[B, C, H, W]``.
+            :class:`~vmivae.models.VAE`, a run folder, or any decoder callable mapping latents ``[B, D + K]`` (Gaussian
+            values, then one-hot) to images ``[B, C, H, W]``. Bad arguments raise a VMIVAEError before any work.
         latent: the latent spec; needed only for a bare callable.
         path: ``generation`` (prior codes, exact entropy) or ``reconstruction`` (encoder's hard codes of
             ``data`` to train Q, of ``eval_data`` to score it; needs a VAE).
         settings: an :class:`EstimatorSettings` or the name of one (``smoke``, ``quick``, ``full``, ``quick-500``).
         device: where Q trains; default: the model's device (cpu for a bare callable).
     """
-    if path not in PATHS:
-        raise ValueError(f"unknown path '{path}'; valid: {', '.join(PATHS)}")
-    s = SETTINGS[settings] if isinstance(settings, str) else settings
+    model, s, device, data, eval_data = checks.estimate_args(model, latent, path, data, eval_data, settings, device)  # before any work
     decode, model_latent, encode, model_device = _as_decoder(model)
     latent = latent or model_latent
-    if latent is None:
-        raise ValueError("a bare decoder callable needs its latent spec: estimate_mi(decoder, LatentSpec(...))")
-    if path == "reconstruction" and (encode is None or data is None or eval_data is None):
-        raise ValueError("the reconstruction path needs a VAE (or Run) and both data (train) and eval_data (test)")
-    device = torch.device(device) if device is not None else model_device
+    device = device or model_device
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(s.seed)
@@ -284,6 +279,7 @@ def t_interval(values: np.ndarray) -> tuple[float, float, tuple[float, float]]:
 
 def estimate_mi_refits(model, n_fits: int = 3, settings: EstimatorSettings | str = "quick", **kwargs) -> dict[str, dict]:
     """Repeat :func:`estimate_mi` with ``n_fits`` seeds: mean, std and a t-based 95% interval per component."""
+    model, settings, kwargs = checks.refit_args(model, n_fits, settings, kwargs)  # before any work
     base = SETTINGS[settings] if isinstance(settings, str) else settings
     fits = [estimate_mi(model, settings=EstimatorSettings(**{**asdict(base), "seed": base.seed + i}), **kwargs) for i in range(n_fits)]
     out = {}
