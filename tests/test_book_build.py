@@ -99,6 +99,24 @@ def test_the_smoke_book_has_no_presentation_defects(smoke_report, check):
     assert not found, "\n" + "\n".join(f"{page}: {d}" for page, ds in found.items() for d in ds)
 
 
+def test_every_number_the_prose_quotes_is_glued_by_its_chapter(smoke_build):
+    """A chapter's markdown quotes computed numbers through MyST-NB's {glue:text} role: every key it names is
+    glued by a code cell of the same notebook (or the book would show nothing there), and the pages show the
+    values, not the roles."""
+    quoted_anywhere = False
+    for path in sorted((smoke_build["build"] / "executed").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        glued = {o["metadata"]["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
+                 for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+        quoted = {key for c in nb.cells if c.cell_type == "markdown"
+                  for key in re.findall(r"\{glue:text\}`([^`:]+)(?::[^`]*)?`", c.source)}
+        assert quoted <= glued, f"{path.name} quotes numbers no cell glued: {sorted(quoted - glued)}"
+        quoted_anywhere |= bool(quoted)
+        page = _page(smoke_build["html"], f"executed/{path.stem}").get_text(" ")
+        assert "{glue" not in page and "ch1_" not in page, f"{path.stem} shows a glue role as text"
+    assert quoted_anywhere
+
+
 def test_without_a_repository_url_the_book_has_no_launch_or_repository_buttons(smoke_build, tmp_path):
     html = (smoke_build["html"] / "executed" / "01_vae.html").read_text(encoding="utf-8")
     assert "launch-buttons" not in html and "mybinder.org" not in html and "colab.research" not in html

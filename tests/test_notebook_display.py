@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from vmivae import plots
 from vmivae.teaching.notebook import MISSING, Notebook, _dataframe_html, _display_number, _set_table_display
@@ -118,3 +119,22 @@ def test_timing_says_how_long_the_chapter_took_and_the_work_done_ahead(tmp_path,
                         r"the work done for it ahead of time and read from the run cache was 1 training\(s\), 1\.5 min, and 1 MI "
                         r"evaluation\(s\), 0\.5 min \(as recorded in their files\)\.", text), text
     assert str(tmp_path) not in text
+
+
+def test_glue_keeps_numbers_for_the_prose_as_myst_nb_does(tmp_path, monkeypatch):
+    """nb.glue stores what myst_nb.glue(..., display=False) stores (hidden in the book, read by {glue:text}),
+    with numpy scalars as Python numbers (their repr would not format), and refuses what is not a number."""
+    from myst_nb import glue
+
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append((obj, kw)))
+    monkeypatch.setattr("myst_nb.ext.glue.ipy_display", lambda obj, **kw: shown.append((obj, kw)))
+    nb = Notebook("01", "smoke", "cpu", 0, 1, str(tmp_path / "runs"), str(tmp_path / "figures"))
+    nb.glue(kl_total=torch.tensor(12.5), active=np.int64(32))
+    glue("kl_total", 12.5, display=False)
+    glue("active", 32, display=False)
+    assert shown[:2] == shown[2:]
+    assert shown[0][0] == {"application/papermill.record/text/plain": "12.5"} and shown[1][0]["application/papermill.record/text/plain"] == "32"
+    for bad in ("12.5", True, [1.0], torch.ones(2)):
+        with pytest.raises(TypeError, match="glue takes numbers; x is"):
+            nb.glue(x=bad)

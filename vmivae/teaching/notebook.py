@@ -7,7 +7,8 @@ A chapter's setup cell is then::
 
 and the chapter trains (or reuses) and measures its runs with ``nb.measured([...])``, shows and saves a
 figure with ``nb.show(fig, name, caption=..., alt=...)``, loads the profile's test split with
-``nb.test_data()`` and ends with ``nb.timing()`` (how long the chapter took, how many runs it trained).
+``nb.test_data()``, keeps the numbers its prose quotes with ``nb.glue(name=value)`` and ends with
+``nb.timing()`` (how long the chapter took, how many runs it trained).
 Tables (pandas DataFrames) show floats with three decimals, integers as integers, tiny and huge values in
 scientific notation and missing values as a dash.
 """
@@ -41,6 +42,7 @@ ESTIMATOR_FOR_PROFILE = {"smoke": "smoke", "quick": "quick", "study": "quick", "
 
 
 MISSING = "–"  # how a table shows a missing value
+GLUE_PREFIX = "application/papermill.record/"  # MyST-NB's mime prefix for a glued value that is not displayed
 
 
 def _display_number(value: float) -> str:
@@ -132,6 +134,21 @@ class Notebook:
         required plain text; see :func:`vmivae.plots.figure_saver`.
         """
         self._show(fig, name, caption=caption, alt=alt)
+
+    def glue(self, **values: float) -> None:
+        """Keep numbers for the chapter's prose: a markdown cell's ``{glue:text}`name:.2f``` shows in the book
+        the value that this cell computed (MyST-NB's glue, stored hidden in the cell's output), so the text
+        cannot drift from its numbers. JupyterLab does not render the role: the cell prints the same numbers.
+        Each name is glued once per chapter; values are numbers (numpy and torch scalars become Python ones)."""
+        from IPython.display import display
+
+        for name, value in values.items():
+            if isinstance(value, np.generic | np.ndarray | torch.Tensor) and value.ndim == 0:
+                value = value.item()  # numpy and torch scalars as Python numbers
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"glue takes numbers; {name} is {type(value).__name__}")
+            display({GLUE_PREFIX + "text/plain": repr(value)}, raw=True,
+                    metadata={"scrapbook": {"name": name, "mime_prefix": GLUE_PREFIX}})
 
     def spec(self, preset: str, name: str | None = None, **overrides: Any) -> RunSpec:
         """A run of ``preset`` under this chapter's profile, seeded with the chapter's seed unless overridden."""
