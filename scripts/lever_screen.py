@@ -20,6 +20,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -28,7 +29,7 @@ import torch  # noqa: E402
 
 import vmivae  # noqa: E402
 from vmivae.datasets import load  # noqa: E402
-from vmivae.measure import metrics  # noqa: E402
+from vmivae.measure import metrics, stats  # noqa: E402
 from vmivae.measure.evaluation import encode_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,7 +112,8 @@ def write_tables(results: list[dict], command: str) -> None:
              f"- hardware: {cpu_name()}, {os.cpu_count()} cores shared with other users' jobs, "
              f"1 torch thread, nice 15; torch {torch.__version__}; wall times are not benchmarks",
              f"- budget: preset {PRESET}, profile {PROFILE} with {budget_overrides(results[0]['steps']) if results else ''}",
-             "- one seed per variant: differences smaller than the seed-to-seed spread (not measured here) mean nothing",
+             "- seeds per variant: " + ", ".join(f"{v} {n}" for v, n in Counter(r["variant"] for r in results).items())
+             + "; with one seed, a difference smaller than the seed-to-seed spread means nothing",
              "- train s: the run's own training seconds (summed over a resume), with the cores shared: not comparable between variants", "",
              "| variant | seed | steps | Hungarian acc | NMI | codes used | test MSE | KL cont (nats) | active dims | KL cat (nats) | train s "
              "| finished (UTC) |",
@@ -119,8 +121,31 @@ def write_tables(results: list[dict], command: str) -> None:
     for r in results:
         lines.append(f"| {r['variant']} | {r['seed']} | {r['steps']} | {r['hungarian']:.3f} | {r['nmi']:.3f} | {r['codes_used']} | {r['recon_mse']:.4f} | "
                      f"{r['kl_cont']:.2f} | {r['active_dims']} | {r['kl_cat']:.3f} | {r['train_seconds']:.0f} | {r['finished_utc']} |")
-    lines += ["", "Variants:", ""] + [f"- **{r['variant']}**: {r['label']}" for r in results]
+    lines += contrast_lines(results)
+    labels = {r["variant"]: r["label"] for r in results}
+    lines += ["", "Variants:", ""] + [f"- **{name}**: {label}" for name, label in labels.items()]
     (OUT / "screen.md").write_text("\n".join(lines) + "\n")
+
+
+def contrast_lines(results: list[dict]) -> list[str]:
+    """Each variant minus the baseline, paired by seed (vmivae.measure.stats), where both have at least 2 seeds."""
+    table: dict[str, dict[str, dict[int, float]]] = {}
+    for r in results:
+        for metric in ("hungarian", "nmi"):
+            table.setdefault(metric, {}).setdefault(r["variant"], {})[r["seed"]] = r[metric]
+    lines = []
+    for metric, variants in table.items():
+        paired = {v: seeds for v, seeds in variants.items() if len(set(seeds) & set(variants.get("baseline", {}))) >= 2}
+        if "baseline" not in paired or len(paired) < 2:
+            continue
+        if not lines:
+            lines = ["", "Paired contrasts against the baseline (the seeds both ran; Holm over the variants of one metric):", "",
+                     "| metric | contrast | mean difference | interval | what the interval is | p | test | p (Holm) |", "|---|---|---|---|---|---|---|---|"]
+        for c in stats.contrasts(paired, "baseline", 1.0):
+            i = c.interval
+            lines.append(f"| {metric} | {c.name} | {i.estimate:+.3f} | [{i.low:+.3f}, {i.high:+.3f}] | {i.label} | {c.p_value:.2f} | {c.test} "
+                         f"| {c.p_holm:.2f} |")
+    return lines
 
 
 def main() -> int:
