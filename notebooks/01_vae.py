@@ -379,7 +379,7 @@ nb.show(
     "reconstructions",
     caption="Test digits (top) and their reconstructions from the posterior means "
     "(bottom).",
-    alt="Twelve test digits above their blurrier reconstructions.",
+    alt="Twelve test digits above their reconstructions.",
 )
 
 # %%

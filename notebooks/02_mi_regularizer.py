@@ -460,7 +460,7 @@ for name, result in results.items():
     if trained_enough:
         top = max(ranked.index("z0"), ranked.index("z1")) + 1
         assert name != "VMI" or top > 2, "the text: z0 and z1 are not both at the top"
-        assert readable > len(mi) / 2, "the text: a fresh Q reads most dims in both"
+        assert readable >= len(mi) / 4, "the text: a fresh Q reads many dims in both"
 mse = {name: result["recon_mse"] for name, result in results.items()}
 if trained_enough:
     assert mse["VMI"] < 1.1 * mse["baseline"], "the text: the term costs little MSE"
@@ -473,7 +473,7 @@ if trained_enough:
 # {glue:text}`ch2_baseline_z0_rank`) and $z_1$ at {glue:text}`ch2_baseline_z1:.3f` (rank
 # {glue:text}`ch2_baseline_z1_rank`); the numbers are printed above. The reason is the KL weight: at
 # 0.005 the ELBO already keeps every dimension active (chapter 1), the decoder renders them all
-# visibly, and a fresh $Q$ reads most of them back ({glue:text}`ch2_vmi_readable` of 32 dimensions
+# visibly, and a fresh $Q$ reads many of them back ({glue:text}`ch2_vmi_readable` of 32 dimensions
 # above 0.5 nats in the VMI model, {glue:text}`ch2_baseline_readable` in the baseline). On top of that,
 # $\lambda\,\mathrm{CE}$ is a small push on two dimensions. Chapter 5 finds the same for the joint
 # model over three seeds: no objective moves $z_0$ by a resolved amount.

@@ -406,6 +406,9 @@ trade
     [nb.spec("shapes-joint", aggregate_entropy=True), nb.spec("shapes-joint-baseline")]
 )
 shape_results = dict(zip(["VMI", "baseline"], shape_measured))
+sprites = nb.test_data("shapes-joint")
+levels = [len(sprites.factors[:, i].unique()) for i in range(sprites.factors.shape[1])]
+assert levels == [3, 4, 8, 8, 8] and sprites.images.shape[-2:] == (32, 32), "the text"
 nb.show(
     plots.factor_mi_heatmaps({k: r["factor_mi"] for k, r in shape_results.items()}),
     "shapes_factor_mi",
@@ -464,7 +467,7 @@ exercises.check("welch_interval", welch_interval)
 t_two = stats.t.ppf(0.975, 2)  # Student's t at 2 degrees of freedom
 assert f"{t_two:.1f}" == "4.3", "the solution's remark: 4.3 at 2 degrees of freedom"
 one_run = runs[runs.dataset == "mnist-5k"]["train_seconds"].mean() / 60  # minutes
-nb.glue(ch5_run_minutes=one_run)  # exercise 5.2
+nb.glue(ch5_run_minutes=one_run, ch5_t_two=t_two)  # exercises 5.1 and 5.2
 print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} min")
 
 # %% [markdown]
@@ -482,7 +485,7 @@ print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} m
 #     diff = a.mean() - b.mean()
 #     return diff - half, diff + half
 # ```
-# With three seeds per side the degrees of freedom are small (2 to 4), so $t_{0.975}$ is large (4.3 at 2
+# With three seeds per side the degrees of freedom are small (2 to 4), so $t_{0.975}$ is large ({glue:text}`ch5_t_two:.1f` at 2
 # degrees of freedom): three seeds resolve only large effects.
 # ````
 #
@@ -497,7 +500,8 @@ print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} m
 # :class: dropdown
 # Mostly, and not always: a 95% interval for the *mean* is narrower than the spread of single seeds, so a
 # new seed can land outside it without contradicting it. Pool the new seeds with the old ones and the
-# intervals narrow by about $\sqrt{3/5}$.
+# standard errors narrow by about $\sqrt{3/5}$ (the intervals a little more, as $t_{0.975}$ falls with
+# the degrees of freedom).
 # ```
 #
 # ```{admonition} Exercise 5.3 (discussion)

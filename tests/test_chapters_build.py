@@ -180,3 +180,20 @@ def test_show_code_renders_package_source_as_highlighted_python():
     assert source_of(reconstruction_loss, Local.method).count("\n\n\ndef method") == 0  # one blank line between
     with pytest.raises(ValueError, match="at least one"):
         source_of()
+
+
+SETTINGS_IN_PROSE = {"0.01", "0.2", "0.5", "0.005", "0.05", "0.975"}  # thresholds and weights the chapters choose
+
+
+@pytest.mark.parametrize("stem", ["01_vae", "02_mi_regularizer", "03_joint_discrete", "05_results"])
+def test_measured_numbers_reach_the_prose_only_through_glue(stem):
+    """Outside math and code, a decimal number in a chapter's prose is a setting it chooses or an exercise's
+    number; a measured one is written as {glue:text}`name`, from the cell that computes it (which asserts the
+    claim it supports), so the text cannot drift from its numbers."""
+    _, markdown, _ = _chapter(stem)
+    prose = "\n".join(markdown)
+    for pattern in (r"```python\n.*?```", r"\$\$.*?\$\$", r"\$[^$]*\$", r"`[^`]*`", r"[Ee]xercise \d+\.\d+"):
+        prose = re.sub(pattern, "", prose, flags=re.S)
+    numbers = set(re.findall(r"(?<![\w.])\d+\.\d+", prose))
+    assert numbers <= SETTINGS_IN_PROSE, f"{stem} writes numbers into its prose: {sorted(numbers - SETTINGS_IN_PROSE)}"
+    assert "{glue:text}`" in "\n".join(markdown)
