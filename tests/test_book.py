@@ -13,9 +13,9 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 PAGES = ["intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
-         "executed/05_results", "method_code", "glossary", "api", "reproducing", "errors", "bibliography"]
+         "executed/05_results", "executed/06_training_on_a_gpu", "method_code", "glossary", "api", "reproducing", "errors", "bibliography"]
 WITH_MATHS = {"intro", "executed/01_vae", "executed/02_mi_regularizer", "executed/03_joint_discrete", "executed/04_measuring_mi",
-              "executed/05_results", "method_code", "glossary", "reproducing"}
+              "executed/05_results", "executed/06_training_on_a_gpu", "method_code", "glossary", "reproducing"}
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 PHONE_ARTIFACTS = ROOT / "test-artifacts" / "screenshots-phone"
 MIN_SCALE = 0.6  # an image shown at less than 60% of its natural width is a figure too large to read
