@@ -30,32 +30,35 @@ def _what(value) -> str:
     return "None" if value is None else f"a {type(value).__name__}"
 
 
-def settings(value, budget_names_only: bool = False):
-    """The :class:`~vmivae.measure.mi.EstimatorSettings` that ``value`` names or is, every field in range."""
-    from .mi import SETTINGS, EstimatorSettings
+def settings(value, budgets: dict, budget_names_only: bool = False):
+    """The :class:`~vmivae.measure.mi.EstimatorSettings` that ``value`` names (in ``budgets``) or is, every field in range.
 
+    ``budgets`` is ``vmivae.measure.mi.SETTINGS``, passed in: ``mi`` imports this module, not the other way round.
+    """
+    quick = budgets["quick"]
     if isinstance(value, str):
-        if value not in SETTINGS:
-            raise ConfigError(unknown_name("MI estimator budget", value, list(SETTINGS)))
-        return SETTINGS[value]
-    if budget_names_only or not isinstance(value, EstimatorSettings):
+        if value not in budgets:
+            raise ConfigError(unknown_name("MI estimator budget", value, list(budgets)))
+        return budgets[value]
+    if budget_names_only or not isinstance(value, type(quick)):
         also = "" if budget_names_only else " or a vmivae.measure.mi.EstimatorSettings"
-        raise ConfigError(f"settings must name an MI estimator budget ({', '.join(SETTINGS)}){also}, got {_what(value)}")
-    quick = SETTINGS["quick"]
+        raise ConfigError(f"settings must name an MI estimator budget ({', '.join(budgets)}){also}, got {_what(value)}")
     for f in fields(value):
-        v, example = getattr(value, f.name), f"the quick budget has {f.name}={getattr(quick, f.name)!r}"
-        if f.name in INTS:
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not INTS[f.name] <= v <= MAX_SEED:
-                raise ConfigError(f"estimator setting {f.name} must be a whole number of at least {INTS[f.name]}, got {v!r}; {example}")
-        elif f.name in REALS:
-            low, equal = REALS[f.name]
+        v, default = getattr(value, f.name), getattr(quick, f.name)
+        example = f"the quick budget has {f.name}={default!r}"
+        if f.name in INTS or (type(default) is int and f.name not in REALS):  # a field added later: a count, 0 or more
+            least = INTS.get(f.name, 0)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not least <= v <= MAX_SEED:
+                raise ConfigError(f"estimator setting {f.name} must be a whole number of at least {least}, got {v!r}; {example}")
+        elif f.name in REALS or type(default) is float:
+            low, equal = REALS.get(f.name, (0.0, True))
             ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and (v >= low if equal else v > low)
             if not ok or (f.name == "ema" and v >= 1):
                 rule = "in [0, 1)" if f.name == "ema" else f"a finite number {'of at least' if equal else 'above'} {low:g}"
                 raise ConfigError(f"estimator setting {f.name} must be {rule}, got {v!r}; {example}")
         elif f.name == "amp" and v not in AMP:
             raise ConfigError(f"estimator setting amp must be one of {', '.join(AMP)}, got {v!r}; {example}")
-        elif f.name in ("warm_start", "calibrate") and not isinstance(v, bool):
+        elif type(default) is bool and not isinstance(v, bool):
             raise ConfigError(f"estimator setting {f.name} must be True or False, got {v!r}; {example}")
     return value
 
@@ -106,8 +109,11 @@ def data(value, name: str, image_shape, least: int):
     """``value`` as an ImageData of ``image_shape`` with at least ``least`` images (anything fit() accepts)."""
     from ..datasets import as_image_data
 
+    split = "test" if name in ("eval_data", "test") else "train"
+    if isinstance(value, (str, os.PathLike)):
+        raise DataError(f"{name} takes images, not a path ({str(value)!r}); load them first, e.g. {name}=vmivae.load('mnist', '{split}') "
+                        "or an array [N, C, H, W]")
     if value is None:
-        split = "test" if name in ("eval_data", "test") else "train"
         raise ConfigError(f"{name} is missing, and the reconstruction path needs a VAE (or run) with images for both data= and eval_data=; "
                           f"pass e.g. {name}=vmivae.load('mnist', '{split}')")
     try:
@@ -157,14 +163,16 @@ def probe(decode, latent: LatentSpec, device: torch.device, encode=None, images=
         raise ConfigError("the encoder returned NaN or inf codes for the first images of data; fix the model (retrain it) or the images")
 
 
-def estimate_args(model, latent, path, data_, eval_data, settings_, device):
-    """``estimate_mi``'s arguments checked; returns ``(model, settings, device or None, data, eval_data)``."""
-    from ..runs.run import Run
-    from .mi import PATHS
+def estimate_args(model, latent, path, data_, eval_data, settings_, device, budgets: dict, paths: tuple):
+    """``estimate_mi``'s arguments checked; returns ``(model, settings, device or None, data, eval_data)``.
 
-    if not isinstance(path, str) or path not in PATHS:
-        raise ConfigError(unknown_name("path", path, PATHS))
-    s = settings(settings_)
+    ``budgets`` and ``paths`` are ``vmivae.measure.mi``'s ``SETTINGS`` and ``PATHS``.
+    """
+    from ..runs.run import Run
+
+    if not isinstance(path, str) or path not in paths:
+        raise ConfigError(unknown_name("path", path, paths))
+    s = settings(settings_, budgets)
     if latent is not None and not isinstance(latent, LatentSpec):
         raise ConfigError(f"latent must be a vmivae.latents.LatentSpec, e.g. LatentSpec(continuous=2, categorical=10), got {_what(latent)}")
     model = _model(model, device)
@@ -197,7 +205,7 @@ def estimate_args(model, latent, path, data_, eval_data, settings_, device):
 REFIT_KEYS = ("latent", "path", "data", "eval_data", "device")
 
 
-def refit_args(model, n_fits, settings_, kwargs: dict):
+def refit_args(model, n_fits, settings_, kwargs: dict, budgets: dict, paths: tuple):
     """``estimate_mi_refits``'s arguments checked; returns ``(model, settings, kwargs)`` with a run folder loaded once."""
     for key in kwargs:
         if key not in REFIT_KEYS:
@@ -205,23 +213,22 @@ def refit_args(model, n_fits, settings_, kwargs: dict):
     if isinstance(n_fits, bool) or not isinstance(n_fits, numbers.Integral) or n_fits < 2:
         raise ConfigError(f"n_fits must be a whole number of at least 2 (an interval needs two fits), got {n_fits!r}; e.g. n_fits=3")
     model, s, device, data_, eval_data = estimate_args(model, kwargs.get("latent"), kwargs.get("path", "generation"), kwargs.get("data"),
-                                                       kwargs.get("eval_data"), settings_, kwargs.get("device"))
+                                                       kwargs.get("eval_data"), settings_, kwargs.get("device"), budgets, paths)
     if s.seed + n_fits - 1 > MAX_SEED:
         raise ConfigError(f"seeds {s.seed} to {s.seed + n_fits - 1} pass the largest seed {MAX_SEED}; lower settings.seed")
     return model, s, {**kwargs, "device": device, "data": data_, "eval_data": eval_data}
 
 
-def evaluate_args(run, train, test, settings_, paths):
+def evaluate_args(run, train, test, settings_, paths, budgets: dict, valid_paths: tuple):
     """``evaluate``'s arguments checked; returns ``(run, train, test)``, each split None where the run's dataset fills it."""
     from ..runs.run import Run, load_run
-    from .mi import PATHS
 
-    settings(settings_, budget_names_only=True)
+    settings(settings_, budgets, budget_names_only=True)
     if isinstance(paths, str) or not isinstance(paths, (tuple, list)) or not paths:
-        raise ConfigError(f"paths must be a tuple of MI paths ({', '.join(PATHS)}), e.g. paths=('generation',), got {paths!r}")
+        raise ConfigError(f"paths must be a tuple of MI paths ({', '.join(valid_paths)}), e.g. paths=('generation',), got {paths!r}")
     for p in paths:
-        if not isinstance(p, str) or p not in PATHS:
-            raise ConfigError(unknown_name("path", p, PATHS))
+        if not isinstance(p, str) or p not in valid_paths:
+            raise ConfigError(unknown_name("path", p, valid_paths))
     if len(set(paths)) != len(paths):
         raise ConfigError(f"paths {tuple(paths)} names a path twice; name each once, e.g. paths=('generation', 'reconstruction')")
     if not isinstance(run, (Run, str, os.PathLike)):

@@ -19,9 +19,9 @@ import torch
 
 from ..datasets import ImageData, load
 from ..latents import categorical_kl_uniform, gaussian_kl_per_dim
-from ..runs.run import Run, load_run
-from . import metrics
-from .mi import SETTINGS, estimate_mi
+from ..runs.run import Run
+from . import checks, metrics
+from .mi import PATHS, SETTINGS, estimate_mi
 
 
 @torch.no_grad()
@@ -50,11 +50,10 @@ def evaluate(run: Run | str | os.PathLike, train: ImageData | None = None, test:
 
     ``train``/``test`` default to the run's dataset splits (a run on custom data must pass them).
     ``settings`` names the MI estimator budget (smoke | quick | full). ``paths`` chooses the MI paths;
-    the first fills ``mi``, a second one fills ``mi_<path>``.
+    the first fills ``mi``, a second one fills ``mi_<path>``. Bad arguments raise a VMIVAEError before any work.
     """
     started = time.perf_counter()
-    if not isinstance(run, Run):
-        run = load_run(run)
+    run, train, test = checks.evaluate_args(run, train, test, settings, paths, SETTINGS, PATHS)  # before any work; a run folder is loaded
     if train is None or test is None:
         root = run.config.data_root
         train = train or load(run.config.dataset, "train", root)

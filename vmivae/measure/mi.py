@@ -229,7 +229,7 @@ def estimate_mi(model, latent: LatentSpec | None = None, *, path: str = "generat
         settings: an :class:`EstimatorSettings` or the name of one (``smoke``, ``quick``, ``full``, ``quick-500``).
         device: where Q trains; default: the model's device (cpu for a bare callable).
     """
-    model, s, device, data, eval_data = checks.estimate_args(model, latent, path, data, eval_data, settings, device)  # before any work
+    model, s, device, data, eval_data = checks.estimate_args(model, latent, path, data, eval_data, settings, device, SETTINGS, PATHS)  # before any work
     decode, model_latent, encode, model_device = _as_decoder(model)
     latent = latent or model_latent
     device = device or model_device
@@ -279,7 +279,7 @@ def t_interval(values: np.ndarray) -> tuple[float, float, tuple[float, float]]:
 
 def estimate_mi_refits(model, n_fits: int = 3, settings: EstimatorSettings | str = "quick", **kwargs) -> dict[str, dict]:
     """Repeat :func:`estimate_mi` with ``n_fits`` seeds: mean, std and a t-based 95% interval per component."""
-    model, settings, kwargs = checks.refit_args(model, n_fits, settings, kwargs)  # before any work
+    model, settings, kwargs = checks.refit_args(model, n_fits, settings, kwargs, SETTINGS, PATHS)  # before any work
     base = SETTINGS[settings] if isinstance(settings, str) else settings
     fits = [estimate_mi(model, settings=EstimatorSettings(**{**asdict(base), "seed": base.seed + i}), **kwargs) for i in range(n_fits)]
     out = {}

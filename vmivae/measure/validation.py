@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ..latents import LatentSpec
+from . import checks
 from .metrics import categorical_mi_exact
 from .mi import EstimatorSettings, estimate_mi
 
@@ -80,6 +81,7 @@ class ConfusedChannel:
 
 def validate_estimator(settings: EstimatorSettings | str = "quick", sigma: float = 0.5, eps: float = 0.3) -> pd.DataFrame:
     """Estimate every component of both channels; one row per (channel, component) with the truth."""
+    checks.validation_args(sigma, eps)  # before any work (the settings: by estimate_mi, before its work)
     rows = []
     for name, channel in ((f"clean (sigma={sigma:g})", CleanChannel(sigma)), (f"confused (eps={eps:g})", ConfusedChannel(eps))):
         estimate = estimate_mi(channel, SPEC, settings=settings)
