@@ -221,9 +221,13 @@ loops = {
 timed = {name: timed_loop(loop_steps, **options) for name, options in loops.items()}
 seconds = {name: s for name, (s, _) in timed.items()}
 losses = {name: v for name, (_, v) in timed.items()}
-# reading the loss does not change it: the same losses, step for step
+# reading the loss does not change it: the same losses, step for step (to the rounding
+# of cuDNN's convolution gradients, which are not deterministic on a GPU)
+rounding = {"rtol": 1e-3, "atol": 1e-4} if on_gpu else {"rtol": 0, "atol": 0}
 torch.testing.assert_close(
-    losses["data on device, .item() each step"], losses["data on device, no host sync"]
+    losses["data on device, .item() each step"],
+    losses["data on device, no host sync"],
+    **rounding,
 )
 if not on_gpu:  # on a CPU the host copy is no copy: the same batches, the same losses
     assert torch.equal(
