@@ -271,8 +271,9 @@ say(text)
 # step, trains on device-resident batches of 124, runs a warm-up and then timed blocks, and reports the
 # median images/s. It also counts the step's FLOPs (`torch.utils.flop_counter`) and sets the achieved
 # rate beside the machine's practical peak: the faster of a large matrix product and a large
-# convolution, measured the same way. Its Python API is `vmivae.perf.bench`; here a short version of it
-# runs on this machine (`vmivae bench` on the command line runs all of it).
+# convolution, measured the same way. Its Python API is `vmivae.perf.bench`: `run_bench(BenchSettings())`
+# measures the whole table (`to_markdown` writes it as `benchmarks/` holds it), `bench_variant` one row.
+# Here a few rows run on this machine, with short blocks.
 
 # %%
 bf16_ok = native_bf16(dev)  # bf16 computed natively (recent GPUs, some CPUs)
