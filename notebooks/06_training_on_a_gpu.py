@@ -378,7 +378,7 @@ fig, ax = plt.subplots(figsize=(7.8, 4.2))
 throughput.plot.barh(ax=ax, logx=True, width=0.8)
 ax.invert_yaxis()
 ax.set_xlabel("images per second (log scale), paper-joint, batch 124")
-ax.legend(title=None, loc="lower right")
+ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
 nb.show(
     fig,
     "throughput",
