@@ -76,9 +76,10 @@ nb = setup(
     "01", profile, device, seed, workers, runs_dir, figures_dir
 )  # seeds, run cache, figures/01_<name>.png
 loop_steps = loop_steps or {"smoke": 5}.get(profile, 300)
-# The smoke profile trains 30 steps to check that the chapter runs: its numbers mean nothing,
-# so the text's claims about what training does are asserted at the other profiles only.
-trained_enough = profile != "smoke"
+# The text describes the book's run (seed 0) and asserts its claims about it; the smoke profile's
+# 30 steps only check that the chapter runs, so what needs training is asserted at the other
+# profiles. With another seed (exercise 1.2) the printed numbers are the answer.
+as_written = profile != "smoke" and seed == 0
 
 # %% [markdown]
 # ## The data
@@ -357,7 +358,7 @@ print(
     f"KL {kl_half:.1f} nats (second half) and {kl_last:.1f} (last 25 steps)"
 )
 assert recon_last < recon_first / 2, "the caption: the reconstruction error falls"
-if trained_enough:  # 30 smoke steps: the KL is still moving
+if as_written:  # after 30 smoke steps the KL is still moving
     assert abs(kl_last - kl_half) < 0.2 * kl_half, "the caption: the KL settles"
 nb.show(
     plots.loss_curves({"baseline": curve}, columns=("recon", "kl_cont")),
@@ -425,8 +426,9 @@ print(
     f"{kl_dims[0]:.2f}, smallest {kl_dims[-1]:.3f} nats; test reconstruction MSE "
     f"{result['recon_mse']:.4f}"
 )
-assert active == D, "the text: at this budget every dimension is above 0.01 nats"
-assert half_in < D / 2 and kl_dims[0] > 5 * kl_dims[-1], "the text: the KL is uneven"
+if seed == 0:  # the book's run, at every profile
+    assert active == D, "the text: at this budget every dimension is above 0.01 nats"
+    assert half_in < D / 2 and kl_dims[0] > 5 * kl_dims[-1], "the text: KL is uneven"
 nb.glue(ch1_active=active, ch1_kl_total=kl_dims.sum(), ch1_half_in=half_in)
 nb.glue(ch1_kl_max=kl_dims[0], ch1_kl_min=kl_dims[-1], ch1_test_mse=result["recon_mse"])
 nb.show(

@@ -78,9 +78,10 @@ from vmivae.teaching.show import show_code
 
 nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
-# The smoke profile trains 30 steps to check that the chapter runs: its numbers mean nothing,
-# so the text's claims about what training does are asserted at the other profiles only.
-trained_enough = profile != "smoke"
+# The text describes the book's runs (seed 0, the paper's lambda) and asserts its claims about
+# them at every profile but smoke, whose 30 steps only check that the chapter runs. With another
+# seed or weight (exercises 2.2 and 2.3) the printed numbers are the answer.
+as_written = profile != "smoke" and seed == 0 and lambda_cont == 0.0005
 
 # %% [markdown]
 # ## A lower bound on the information in a code
@@ -369,7 +370,7 @@ print(
     "2.84 - CE, last 25 steps: "
     + ", ".join(f"{k} {v:.2f}" for k, v in read_back.items())
 )
-if trained_enough:
+if as_written:
     assert read_back["VMI"] > read_back["baseline"], "the figure's text: VMI ends above"
 nb.show(
     plots.mi_curves(
@@ -457,12 +458,14 @@ for name, result in results.items():
     nb.glue(**{f"{tag}_z{j}_rank": ranked.index(f"z{j}") + 1 for j in (0, 1)})
     nb.glue(**{f"{tag}_others": others, f"{tag}_readable": readable})
     nb.glue(**{f"{tag}_mse": result["recon_mse"]})
-    if trained_enough:
+    if as_written:
         top = max(ranked.index("z0"), ranked.index("z1")) + 1
         assert name != "VMI" or top > 2, "the text: z0 and z1 are not both at the top"
         assert readable >= len(mi) / 4, "the text: a fresh Q reads many dims in both"
 mse = {name: result["recon_mse"] for name, result in results.items()}
-if trained_enough:
+if as_written:
+    z1 = [result["mi"]["z1"]["nats"] for result in results.values()]
+    assert z1[0] > z1[1], "the text: on this seed z1 carries more in the VMI model"
     assert mse["VMI"] < 1.1 * mse["baseline"], "the text: the term costs little MSE"
 
 # %% [markdown]
@@ -471,11 +474,12 @@ if trained_enough:
 # and $z_1$ {glue:text}`ch2_vmi_z1:.3f` (rank {glue:text}`ch2_vmi_z1_rank`), while the baseline, whose
 # loss names no dimension, has $z_0$ at {glue:text}`ch2_baseline_z0:.3f` nats (rank
 # {glue:text}`ch2_baseline_z0_rank`) and $z_1$ at {glue:text}`ch2_baseline_z1:.3f` (rank
-# {glue:text}`ch2_baseline_z1_rank`); the numbers are printed above. The reason is the KL weight: at
-# 0.005 the ELBO already keeps every dimension active (chapter 1), the decoder renders them all
-# visibly, and a fresh $Q$ reads many of them back ({glue:text}`ch2_vmi_readable` of 32 dimensions
-# above 0.5 nats in the VMI model, {glue:text}`ch2_baseline_readable` in the baseline). On top of that,
-# $\lambda\,\mathrm{CE}$ is a small push on two dimensions. Chapter 5 finds the same for the joint
+# {glue:text}`ch2_baseline_z1_rank`); the numbers are printed above. On this seed the term shows in
+# $z_1$, which carries more in the VMI model than in the baseline, but not at the top. The reason is the
+# KL weight: at 0.005 the ELBO already keeps every dimension active (chapter 1), and a fresh $Q$ reads
+# many of them back ({glue:text}`ch2_vmi_readable` of 32 dimensions above 0.5 nats in the VMI model,
+# {glue:text}`ch2_baseline_readable` in the baseline). On top of that, $\lambda\,\mathrm{CE}$ is a small
+# push on two dimensions. Chapter 5 finds the same for the joint
 # model over three seeds: no objective moves $z_0$ by a resolved amount.
 #
 # ## Exercises

@@ -80,9 +80,10 @@ from vmivae.teaching.show import show_code
 
 nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
-# The smoke profile trains 30 steps to check that the chapter runs: its numbers mean nothing,
-# so the text's claims about what training does are asserted at the other profiles only.
-trained_enough = profile != "smoke"
+# The text describes the book's runs (seed 0, the paper's lambda) and asserts its claims about
+# them at every profile but smoke, whose 30 steps only check that the chapter runs. With another
+# seed or weight (exercise 3.3) the printed numbers are the answer.
+as_written = profile != "smoke" and seed == 0 and lambda_cat == 0.01
 
 # %% [markdown]
 # ## Gumbel-softmax
@@ -172,7 +173,7 @@ print(
     "reached after "
     + " and ".join(f"{v:.0%} of training for {k}" for k, v in floor_at.items())
 )
-if trained_enough:
+if profile != "smoke":  # smoke's 30 steps do not compress the schedule
     gap = abs(floor_at["this profile"] - floor_at["the paper"])
     assert gap < 0.01, "the text: the floor at the same fraction of training"
 
@@ -416,10 +417,11 @@ print(
     f"codes used at the end: {codes_end}; the baseline's Q: CE {baseline_ce:.3f} nats "
     f"(log 10 = 2.303), MI(c; x~) measured {baseline_mi:.3f} nats"
 )
-assert codes_end["baseline"] >= 8, "the caption: the baseline's argmax spreads"
-assert baseline_ce > 2.2 and baseline_mi < 0.1, "the caption: its decoder ignores c"
+if seed == 0:  # the book's runs, at every profile
+    assert codes_end["baseline"] >= 8, "the caption: the baseline's argmax spreads"
+    assert baseline_ce > 2.2 and baseline_mi < 0.1, "the caption: its decoder ignores c"
 nb.glue(**{f"ch3_codes_{n.split()[0]}": v for n, v in codes_end.items()})
-if trained_enough:
+if as_written:
     assert codes_end["paper objective"] < codes_end["true bound"], "the text: collapse"
     assert codes_end["true bound"] >= 9, "the text: the true bound keeps the categories"
 nb.show(
@@ -455,7 +457,7 @@ bounds = pd.DataFrame(
 ).T
 ce, h, bound = (bounds.iloc[:, i] for i in range(3))
 assert runs["baseline"].config.lambda_cat == 0, "the text: its CE never shapes it"
-if trained_enough:
+if as_written:
     assert ce.idxmin() == "paper objective", "the text: the lowest cross-entropy"
     assert h["paper objective"] < h["true bound"], "the text: by shrinking H(c)"
     assert bound["paper objective"] < bound.max(), "the text: not the largest bound"
@@ -521,7 +523,7 @@ gaussian_kl_nats = sum(results["true bound"]["kl_per_dim"])
 nb.glue(ch3_gaussian_kl=gaussian_kl_nats)
 print(f"true bound: KL of the Gaussian dims {gaussian_kl_nats:.1f} nats (test split)")
 assert gaussian_kl_nats > math.log(K), "the text: the Gaussian part holds more"
-if trained_enough:
+if as_written:
     assert column > 2 * row, "the text: the Gaussian part sets the digit"
     assert keeps["baseline"][0] > 0.9, "the text: the baseline's rows are alike"
 
