@@ -83,15 +83,20 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 # A trained run already carries a $Q$ that reads the components of its bound, so the estimator starts
 # from that one (a *warm start*; the heads of the other components start at a uniform category or
 # $\mathcal N(0, 1)$, a bound of 0) and only fine-tunes it. At each check it also refits $Q$'s last
-# layer in closed form on the validation samples: a temperature for the category, and per Gaussian
-# dimension an affine correction of the mean and the spread of the residuals, which $Q$ learns slowly by
-# gradient steps. Neither changes what is measured. The inequality
+# layer in closed form on the validation samples: a scale for the logits, and per Gaussian dimension an
+# affine correction of the mean and of the log-spread (from one spread per image to one for all images),
+# which $Q$ learns slowly by gradient steps. Last, since that layer is a linear model of $Q$'s features,
+# it is fitted as one on a few thousand fresh samples (least squares for the means, logistic regression
+# for the category: convex, so solved rather than approached while the features still move), and each
+# component keeps that head or the trained one, whichever reads the validation samples better. None of
+# this changes what is measured. The inequality
 # $I(c; \tilde x) \ge H(c) - \mathbb E[-\log Q(c \mid \tilde x)]$ holds for *any* $Q$, wherever it came
 # from; what it needs is that the expectation is taken over samples $Q$ was not fitted on. The run's $Q$
-# was fitted on the run's training batches, the fine-tuning uses fresh samples and the refit the
-# validation set, and the number reported comes from a third, separate set of fresh samples (with $H(c)$
-# exact on the generation path). A better start only makes the bound tighter for the same work: about
-# 200 steps instead of 500 (a bare decoder, which has no $Q$, starts from random weights). The 95% intervals are percentile
+# was fitted on the run's training batches, the fine-tuning and the last fit use fresh samples and the
+# refits and the choices the validation set, and the number reported comes from a third, separate set of
+# fresh samples (with $H(c)$ exact on the generation path). A better start and a solved last layer only
+# make the bound tighter for the same work: about 200 steps instead of 500 (a bare decoder, which has no
+# $Q$, starts from random weights). The 95% intervals are percentile
 # {term}`bootstrap confidence interval`s over the evaluation samples; `vmivae.measure.mi.estimate_mi_refits` repeats
 # whole fits over seeds when the spread between $Q$ fits matters more. The per-sample cross-entropies
 # that everything rests on:

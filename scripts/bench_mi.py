@@ -45,14 +45,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs-dir", default="runs/bench-mi", help="where the quick runs are trained or reused")
     parser.add_argument("--repeats", type=int, default=1, help="before/after pairs per run and path")
+    parser.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS, help="the runs to measure")
+    parser.add_argument("--paths", nargs="+", default=PATHS, choices=PATHS, help="the paths to measure")
     args = parser.parse_args()
-    runs = {preset: quick_run(preset, Path(args.runs_dir)) for preset in PRESETS}
+    runs = {preset: quick_run(preset, Path(args.runs_dir)) for preset in args.presets}
     torch.set_num_threads(1)
     estimate_mi(CleanChannel(), SPEC, settings="smoke")  # first-call imports and allocations, outside the timings
     rows = []
     for preset, run in runs.items():
         train, test = (vmivae.load(run.config.dataset, split, run.config.data_root) for split in ("train", "test"))
-        for path in PATHS:
+        for path in args.paths:
             for repeat in range(args.repeats):
                 pair = {}
                 for when, settings in SETTINGS.items():
@@ -71,7 +73,16 @@ def main() -> None:
             z_sum = sum(v.nats for name, v in c.items() if name != "categorical")
             print(f"| {preset} | {path} | {when} ({SETTINGS[when]}) | {', '.join(e.warm_start) or 'no'} | {e.q_steps} | {cpu:.1f} | {wall:.1f} "
                   f"| {ratio} | {fmt(c['categorical'])} | {fmt(c['z0'])} | {fmt(c['z1'])} | {z_sum:.2f} |")
-
+    print("\nAfter against before per component: after - before (nats), in units of after's CI half-width; "
+          "'looser' lists the components where after < before - half-width.\n")
+    print("| run | path | worst component | after - before | in half-widths | looser |")
+    print("|---|---|---|---|---|---|")
+    for preset, path, pair in rows:
+        before, after = pair["before"][2].components, pair["after"][2].components
+        gaps = {name: (a.nats - before[name].nats, (a.ci95[1] - a.ci95[0]) / 2) for name, a in after.items()}
+        worst = min(gaps, key=lambda name: gaps[name][0] / gaps[name][1])
+        looser = [name for name, (gap, half) in gaps.items() if gap < -half]
+        print(f"| {preset} | {path} | {worst} | {gaps[worst][0]:+.3f} | {gaps[worst][0] / gaps[worst][1]:+.2f} | {', '.join(looser) or 'none'} |")
 
 if __name__ == "__main__":
     main()

@@ -7,8 +7,10 @@ recover *every* latent component (the categorical code and each Gaussian dim, on
 decoded images; it is trained on fresh samples, checked on a validation set for early stopping, and
 scored on a separate evaluation set. A trained run already carries a Q for the components that were in
 its bound (``run.q``): Q starts from it (warm start; the other heads start at ``Q = N(0, 1)`` or uniform,
-a bound of 0), which needs far fewer steps. The bound holds for any Q, so the start only changes how
-tight it is: what keeps it a bound is that Q is scored on samples it was never fitted on.
+a bound of 0), which needs far fewer steps; at the end Q's last layer is refitted as the linear model it is
+on Q's features (``n_fit`` fresh samples; see :func:`~vmivae.measure.q_fit.refit_head`). The bound holds for any
+Q, so the start and the refits only change how tight it is: what keeps it a bound is that Q is scored on samples
+it was never fitted on.
 
 * ``path="generation"`` (primary): codes drawn from the prior, so ``H(c)`` is exact (``log K`` for the
   uniform K-way code, ``0.5 log(2 pi e)`` per N(0, 1) dim) and ``H(c) - CE`` is a true lower bound in
@@ -48,7 +50,7 @@ from ..perf.device import resolve_amp
 from ..perf.fast_layers import use_matmul_layers
 from . import checks
 from .metrics import discrete_entropy, spacing_entropy
-from .q_fit import Source, calibrate, gain_is_small, warm_start
+from .q_fit import Source, calibrate, gain_is_small, refit_head, warm_start
 
 PATHS = ("generation", "reconstruction")
 
@@ -74,13 +76,14 @@ class EstimatorSettings:
     ema: float = 0.99  # decay of the moving average of Q's weights that is validated and scored (0: off)
     warm_start: bool = True  # start from the run's own Q for the components it reads (a bare decoder: cold)
     calibrate: bool = True  # refit Q's last layer in closed form on the validation samples at each check
+    n_fit: int = 0  # fresh samples on which Q's last layer is refitted as a linear model at the end (0: off)
 
 
 SETTINGS = {
-    "smoke": EstimatorSettings(max_steps=30, min_steps=10, batch_size=64, eval_every=10, n_val=256, n_eval=512, n_boot=200, amp="auto"),
+    "smoke": EstimatorSettings(max_steps=30, min_steps=10, batch_size=64, eval_every=10, n_val=256, n_eval=512, n_boot=200, amp="auto", n_fit=1000),
     "quick": EstimatorSettings(max_steps=200, min_steps=80, batch_size=64, head_lr=1e-2, eval_every=40, patience=2, noise_z=2.0, n_val=500,
-                               n_eval=3000, amp="auto", ema=0.95),
-    "full": EstimatorSettings(max_steps=5000, min_steps=500, batch_size=256, eval_every=250, n_val=5000, n_eval=20000),
+                               n_eval=3000, amp="auto", ema=0.95, n_fit=3000),
+    "full": EstimatorSettings(max_steps=5000, min_steps=500, batch_size=256, eval_every=250, n_val=5000, n_eval=20000, n_fit=20000),
     # the quick budget before warm starts and the noise-aware stop: a fresh Q for all 500 steps
     "quick-500": EstimatorSettings(max_steps=500, min_steps=300, batch_size=64, eval_every=50, n_val=1000, n_eval=3000, amp="auto",
                                    warm_start=False, calibrate=False),
@@ -212,6 +215,8 @@ def _fit_q(q: QNetwork, train: Source, val: Source, n_val: int, s: EstimatorSett
                 break
     if best_state is not None:
         q.load_state_dict(best_state)
+    if s.n_fit:
+        refit_head(q, train, s.n_fit, val, n_val, autocast)
     return step, step < s.max_steps, validation
 
 

@@ -4,6 +4,7 @@
   validation and evaluation.
 * :func:`warm_start`: start Q from the run's own trained Q for the components that were in its bound.
 * :func:`calibrate`: refit Q's last layer in closed form on the validation samples.
+* :func:`refit_head`: fit Q's last layer as a linear model of its features on fresh training samples.
 * :func:`gain_is_small`: the stopping test, the bound's gain over a window against its noise.
 
 None of them can make the reported number exceed the bound: whatever Q is, ``H(c) - E[-log Q(c | x~)]``
@@ -79,11 +80,12 @@ def warm_start(q: QNetwork, model) -> list[str]:
 def calibrate(q: QNetwork, source: Source, n: int, autocast) -> torch.Tensor:
     """Refit ``q``'s last layer, in place, on the source's fixed set; per-sample cross-entropies ``[n, C]`` after.
 
-    The layer is linear in Q's features, so three corrections are exact changes of its weights: a
-    temperature for the logits (the best of a grid), and per Gaussian dim the weighted least-squares
-    affine map of the mean and the log-std offset ``0.5 log E[r^2]`` (``r``: the standardised residual)
-    that minimise the cross-entropy on these samples. Q learns the scale of its errors slowly; this
-    gives it at once. Fitted on validation samples only, so the evaluation set stays unseen.
+    The layer is linear in Q's features, so these corrections are exact changes of its weights: a scale
+    ``u >= 0`` of the logits (``u = 0``: the uniform category), and per Gaussian dim an affine map of the
+    mean and one of the log-std (``alpha log s + beta``; ``alpha = 0``: one spread for every image, the
+    residuals' RMS), fitted jointly (:func:`refit_gaussian`) to minimise the cross-entropy on these samples.
+    Q learns the scale of its errors slowly; this gives it at once. Fitted on validation samples only, so
+    the evaluation set stays unseen.
     """
     q.eval()
     with autocast:
@@ -93,24 +95,123 @@ def calibrate(q: QNetwork, source: Source, n: int, autocast) -> torch.Tensor:
     weight, bias = layer.weight.view(layer.weight.shape[0], -1), layer.bias
     columns = []
     if k:
-        logits, target = torch.cat([o.logits for o in outs]), torch.cat(ks)
-        grid = torch.linspace(-2, 2, 41).exp()
-        losses = torch.stack([torch.nn.functional.cross_entropy(logits / t, target) for t in grid])
-        t = grid[losses.argmin()]
-        weight[:k] /= t
-        bias[:k] /= t
-        columns.append(torch.nn.functional.cross_entropy(logits / t, target, reduction="none")[:, None])
+        logits, target = torch.cat([o.logits for o in outs]).double(), torch.cat(ks)
+        grid = torch.cat([torch.zeros(1), torch.linspace(-3, 2, 51).exp()]).double()
+        losses = torch.stack([torch.nn.functional.cross_entropy(logits * u, target) for u in grid])
+        u = grid[losses.argmin()]
+        weight[:k] *= u.to(weight.dtype)
+        bias[:k] *= u.to(bias.dtype)
+        columns.append(torch.nn.functional.cross_entropy(logits * u, target, reduction="none")[:, None])
     mean, log_std, z = torch.cat([o.mean for o in outs]).double(), torch.cat([o.log_std for o in outs]).double(), torch.cat(zs).double()
-    w = torch.exp(-2 * log_std)  # 1 / s^2
-    sw, sm, sz, smm, smz = (w.sum(0), (w * mean).sum(0), (w * z).sum(0), (w * mean * mean).sum(0), (w * mean * z).sum(0))
-    det = sw * smm - sm * sm + 1e-9 * sw
-    a, c = (sw * smz - sm * sz) / det, (smm * sz - sm * smz) / det
-    offset = 0.5 * (w * (z - a * mean - c) ** 2).mean(0).log()
+    a, c, alpha, beta = refit_gaussian(mean, log_std, z)
     weight[k : k + d] *= a[:, None].to(weight.dtype)
-    bias[k : k + d] = a.to(bias.dtype) * bias[k : k + d] + c.to(bias.dtype)
-    bias[k + d :] += offset.to(bias.dtype)
-    columns.append(-gaussian_log_likelihood(z, a * mean + c, log_std + offset))
+    bias[k : k + d] = (a * bias[k : k + d].double() + c).to(bias.dtype)
+    weight[k + d :] *= alpha[:, None].to(weight.dtype)
+    bias[k + d :] = (alpha * bias[k + d :].double() + beta).to(bias.dtype)
+    columns.append(-gaussian_log_likelihood(z, a * mean + c, alpha * log_std + beta))
     return torch.cat([col.double() for col in columns], dim=1)
+
+
+def refit_gaussian(mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor, rounds: int = 3) -> tuple[torch.Tensor, ...]:
+    """Per dim, ``(a, c, alpha, beta)`` of ``N(z; a m + c, exp(alpha l + beta))`` fitted to ``[n, D]`` samples.
+
+    Alternates the two exact minimisations of the cross-entropy: for a fixed spread, the mean's weighted
+    least-squares fit; for fixed residuals ``r``, ``alpha l + beta + r^2 exp(-2 (alpha l + beta)) / 2`` is
+    convex in ``(alpha, beta)`` (Newton steps, from ``alpha = 1`` with the best offset and from ``alpha = 0``;
+    the lower one is kept). Neither step raises the cross-entropy, so the fit is never looser on these samples
+    than the plain offset ``beta = 0.5 log E[r^2 / s^2]``.
+    """
+    alpha, beta = torch.ones_like(mean[0]), torch.zeros_like(mean[0])
+    for _ in range(rounds):
+        w = torch.exp(-2 * (alpha * log_std + beta))
+        sw, sm, sz, smm, smz = (w.sum(0), (w * mean).sum(0), (w * z).sum(0), (w * mean * mean).sum(0), (w * mean * z).sum(0))
+        det = sw * smm - sm * sm + 1e-9 * sw
+        a, c = (sw * smz - sm * sz) / det, (smm * sz - sm * smz) / det
+        r2 = (z - a * mean - c) ** 2 + 1e-12
+        starts = [(alpha, beta), (torch.ones_like(alpha), 0.5 * (r2 * torch.exp(-2 * log_std)).mean(0).log()),
+                  (torch.zeros_like(alpha), 0.5 * r2.mean(0).log())]
+        fits = [_newton_spread(log_std, r2, *start) for start in starts]
+        losses = torch.stack([_spread_loss(log_std, r2, *fit) for fit in fits])
+        pick = losses.argmin(0)
+        alpha, beta = (torch.stack([fit[i] for fit in fits]).gather(0, pick[None])[0] for i in (0, 1))
+    return a, c, alpha, beta
+
+
+def _spread_loss(log_std, r2, alpha, beta):
+    s = alpha * log_std + beta
+    return (s + 0.5 * r2 * torch.exp(-2 * s)).mean(0)
+
+
+def _newton_spread(log_std, r2, alpha, beta, steps: int = 8):
+    """Newton steps on the convex ``(alpha, beta)`` loss (``alpha`` kept in [0, 4], the step halved up to
+    twice where the full one overshoots); a step is taken only where it lowers the loss."""
+    for _ in range(steps):
+        e = r2 * torch.exp(-2 * (alpha * log_std + beta))
+        ga, gb = (log_std * (1 - e)).mean(0), (1 - e).mean(0)
+        haa, hab, hbb = (2 * log_std * log_std * e).mean(0) + 1e-6, (2 * log_std * e).mean(0), (2 * e).mean(0)
+        det = haa * hbb - hab * hab
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        loss = _spread_loss(log_std, r2, alpha, beta)
+        for scale in (1.0, 0.5, 0.25):
+            na, nb = (alpha - scale * da).clamp(0, 4), beta - scale * db
+            better = _spread_loss(log_std, r2, na, nb) < loss
+            alpha, beta, loss = torch.where(better, na, alpha), torch.where(better, nb, beta), torch.minimum(loss, _spread_loss(log_std, r2, na, nb))
+    return alpha, beta
+
+
+@torch.no_grad()
+def refit_head(q: QNetwork, fit: Source, n_fit: int, val: Source, n_val: int, autocast, ridge: float = 1e-2, l2: float = 1e-4) -> None:
+    """Refit ``q``'s last layer, in place, as the generalised linear model it is on Q's features.
+
+    On ``n_fit`` fresh training samples: the means by ridge regression (penalty ``ridge`` times the sample
+    count), the logits by L2-penalised multinomial logistic regression (L-BFGS); both convex, so the
+    optimum is found, not approached by gradient steps while the features move. Then :func:`calibrate` on
+    the validation samples, and per component the head (its logits, or a dim's mean and log-std rows) that
+    gives the lower validation cross-entropy is kept, the refitted or the trained one.
+    """
+    features, ks, zs = [], [], []
+    q.eval()
+    for start in range(0, n_fit, 500):
+        x, k, z = fit.batch(min(500, n_fit - start))
+        with autocast:
+            features.append(q.net[:-2](x).flatten(1).double())
+        ks.append(k)
+        zs.append(z.double())
+    q.train()
+    f = torch.cat(features)
+    f = torch.cat([f, torch.ones_like(f[:, :1])], 1)
+    penalty = torch.eye(f.shape[1], dtype=f.dtype)
+    penalty[-1, -1] = 0  # the bias is not penalised
+    layer, k, d = q.net[-2], q.categorical, q.continuous
+    new = torch.cat([layer.weight.view(layer.weight.shape[0], -1), layer.bias[:, None]], 1).double()  # [rows, features + 1]
+    new[k : k + d] = torch.linalg.solve(f.T @ f + ridge * len(f) * penalty, f.T @ torch.cat(zs)).T
+    if k:
+        new[:k] = _logistic_regression(f, torch.cat(ks), new[:k].T.contiguous(), l2, penalty).T
+    before = calibrate(q, val, n_val, autocast).mean(0)  # the trained head, calibrated (it was at its best check)
+    calibrated = {name: p.clone() for name, p in layer.state_dict().items()}
+    layer.weight.copy_(new[:, :-1].view_as(layer.weight))
+    layer.bias.copy_(new[:, -1])
+    after = calibrate(q, val, n_val, autocast).mean(0)
+    keep = after > before  # per component: the trained head was better on the validation samples
+    rows = torch.cat([keep[:1].expand(k), keep[-d:], keep[-d:]]) if k else torch.cat([keep, keep])
+    for name, p in layer.state_dict().items():
+        p[rows] = calibrated[name][rows]
+
+
+def _logistic_regression(f: torch.Tensor, target: torch.Tensor, w: torch.Tensor, l2: float, penalty: torch.Tensor) -> torch.Tensor:
+    """Weights ``[features, K]`` of the L2-penalised multinomial logistic regression, from ``w``."""
+    w.requires_grad_(True)
+    opt = torch.optim.LBFGS([w], max_iter=100, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(f @ w, target) + l2 * (penalty.diagonal()[:, None] * w * w).sum()
+        value.backward()
+        return value
+
+    with torch.enable_grad():
+        opt.step(loss)
+    return w.detach()
 
 
 def gain_is_small(now: torch.Tensor, before: torch.Tensor, tol: float, noise_z: float) -> bool:
