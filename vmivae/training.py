@@ -8,6 +8,8 @@ updates the progress bar and extends the history.
 Runs survive interruption: checkpoints (weights, optimiser states, sampler and RNG states, history)
 are written atomically every ``checkpoint_every`` steps; SIGINT/SIGTERM finish the current step,
 write a checkpoint and stop (a second Ctrl-C aborts at once); ``resume`` continues bit-identically.
+A stop before the first checkpoint of a session that would replace a run (``overwrite``, or resuming a finished
+run) writes nothing: the run that was there stays as it was.
 
 Nothing is written before everything that can be checked has been: ``fit`` and ``resume`` check the
 config, the data (image shape, batch versus dataset size), the device and the run folder
@@ -23,60 +25,18 @@ import os
 import sys
 from typing import Any
 
-import numpy as np
-import torch
-
 from .config import Config
 from .datasets import as_image_data, load
 from .errors import CheckpointError, ConfigError, DataError, RunInUseError, TrainingError, TrainingInterrupted, resume_command
 from .perf import distributed
-from .perf.device import resolve_device, use_all_cores
 from .runs.folder import RunFolder
-from .runs.preflight import RESUMABLE_KEYS, as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
-from .runs.run import HISTORY_COLUMNS, Run, history_frame
+from .runs.preflight import as_path, build_trainer, check_args, check_checkpoint, check_data, fingerprint, out_of_memory, run_meta
+from .runs.run import Run, history_frame
 from .runs.rundir import RunWriter
+from .runs.session import claim, run_metrics, setup, show_progress, start_line, where_saved, writer_of
 from .runs.signals import interrupt_outside_loop, stop_on_signals
+from .runs.stored import RESUMABLE_KEYS
 from .trainer import Trainer
-
-FINAL_WINDOW = 100  # metrics.json "final": mean over the last this-many steps
-
-
-def final_metrics(rows: np.ndarray, window: int = FINAL_WINDOW) -> dict[str, float]:
-    """Mean of the last ``window`` steps: reconstruction MSE and loss term, total KL, Q's cross-entropy."""
-    tail = history_frame(rows).tail(window)
-    return {"recon_mse": float(tail["recon_mse"].mean()), "recon": float(tail["recon"].mean()),
-            "kl": float((tail["kl_cont"] + tail["kl_cat"]).mean()), "mi_ce": float(tail["q_loss"].mean())}
-
-
-def _setup(config: Config, threads: int | None) -> tuple[distributed.DistInfo, torch.device, int]:
-    device = resolve_device(config.device)
-    dist, device = distributed.setup(device)
-    if not threads and dist.enabled and device.type == "cpu":  # share the cores among this machine's processes
-        threads = max(1, use_all_cores() // int(os.environ.get("LOCAL_WORLD_SIZE", dist.world_size)))
-    if threads:
-        torch.set_num_threads(threads)
-    n_threads = (threads or use_all_cores()) if device.type == "cpu" else torch.get_num_threads()
-    return dist, device, n_threads
-
-
-def _claim(lock, dist: distributed.DistInfo, inspect) -> Any:
-    """Take ``lock`` on the main process and run ``inspect()`` under it; its result (or error) on every process."""
-    box: list[Any] = [None]
-
-    def action() -> None:
-        lock.acquire()
-        box[0] = inspect()
-
-    distributed.on_main(dist, action)
-    return box[0]
-
-
-def _writer(folder: RunFolder, info: dict[str, Any], dist: distributed.DistInfo, **session: Any) -> RunWriter | None:
-    """The writer of ``folder`` on the main process (None elsewhere), after clearing what killed processes left there."""
-    if not dist.is_main:
-        return None
-    folder.remove_stale_temps()
-    return RunWriter(folder, info, **session)
 
 
 def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, *, overwrite: bool = False,
@@ -113,15 +73,16 @@ def fit(config: Config, data: Any = None, out: str | os.PathLike | None = None, 
     info = run_meta(config, data, meta)
     detail = {"text": "nothing was written"}
     with interrupt_outside_loop(detail):
-        dist, device, n_threads = _setup(config, threads)
+        dist, device, n_threads = setup(config, threads)
         lock = folder.lock("vmivae train", create=True) if folder is not None else None
         try:
             trainer = build_trainer(config, data, device, dist)
             writer = None
             if folder is not None:
-                replaces = _claim(lock, dist, lambda: folder.check_new_run(bool(overwrite), locked=True))
-                writer = _writer(folder, info, dist, replaces=replaces)
-            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail)
+                replaces = claim(lock, dist, lambda: folder.check_new_run(bool(overwrite), locked=True))
+                writer = writer_of(folder, info, dist, replaces=replaces)
+            keep = distributed.from_main(writer.kept_on_stop() if writer is not None else None, dist) if folder is not None else None
+            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail, keep)
         finally:
             if lock is not None:
                 lock.release()
@@ -162,18 +123,20 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
     else:
         data = load(config.dataset, "train", config.data_root)
     if list(data.image_shape) != list(before["image_shape"]):
-        raise CheckpointError(f"the run in {path} was trained on {tuple(before['image_shape'])} images but the data are {data.image_shape}")
+        given = "the images given are" if config.dataset == "custom" else f"{config.dataset} holds"
+        raise CheckpointError(f"{folder.config} says the run was trained on {tuple(before['image_shape'])} images but {given} "
+                              f"{tuple(data.image_shape)} images; pass the images it was trained on, or restore {folder.config.name} from a copy")
     check_data(config, data)
     detail = {"text": f"the run in {path} is unchanged"}
     with interrupt_outside_loop(detail):
-        dist, device, n_threads = _setup(config, threads)
+        dist, device, n_threads = setup(config, threads)
         lock = folder.lock("vmivae train --resume")
         try:
             trainer = build_trainer(config, data, device, dist)
-            claimed = _claim(lock, dist, lambda: _inspect(folder, before))  # (state, finished) on the main process
+            claimed = claim(lock, dist, lambda: _inspect(folder, before))  # (state, finished) on the main process
             finished = bool(distributed.from_main(claimed[1] if claimed else None, dist))
             state = claimed[0] if claimed else folder.load_checkpoint()
-            step = int(state["step"])
+            step = state["step"]  # a whole number: the checkpoint was checked where it was read
             if step > config.steps or (step == config.steps and finished):
                 raise ConfigError(f"the run in {path} is at step {step}, which reaches steps={config.steps}; "
                                   "pass a larger --set steps=N to train longer")
@@ -183,8 +146,9 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
                 raise CheckpointError(f"{folder.checkpoint} does not fit the model in {folder.config.name} "
                                       f"({str(exc).splitlines()[0][:160]})") from None
             info = {**before, "config": config.to_dict(), "config_hash": config.hash(), "resumed_from_step": step}
-            writer = _writer(folder, info, dist, step=step, finished=finished)
-            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail, keep_finished=finished)
+            writer = writer_of(folder, info, dist, step=step, finished=finished)
+            keep = distributed.from_main(writer.kept_on_stop() if writer is not None else None, dist)
+            return _train(trainer, config, folder, writer, info, progress and dist.is_main, n_threads, len(data), detail, keep)
         finally:
             lock.release()
             distributed.teardown(dist)
@@ -201,27 +165,25 @@ def _inspect(folder: RunFolder, before: dict[str, Any]) -> tuple[dict[str, Any],
 
 
 def _train(trainer: Trainer, config: Config, folder: RunFolder | None, writer: RunWriter | None, info: dict[str, Any], progress: bool,
-           threads: int, n_images: int, detail: dict[str, str], keep_finished: bool = False) -> Run:
+           threads: int, n_images: int, detail: dict[str, str], keep: str | None = None) -> Run:
     """The training loop: step, log, checkpoint, stop; then the metrics. ``writer`` writes ``folder`` (on the main
-    process only); ``keep_finished``: a stop before this session's first checkpoint keeps the finished run as it was."""
+    process only); ``keep``: a stop before this session's first checkpoint writes nothing, and this says what stands."""
     from tqdm import tqdm  # plain text on stderr: a notebook kernel gets no widget (and no TqdmWarning)
 
     out_dir = folder.path if folder is not None else None
     if progress:
-        print(_start_line(trainer, config, info, threads, n_images), file=sys.stderr)
+        print(start_line(trainer, config, info, threads, n_images), file=sys.stderr)
     bar = tqdm(total=config.steps, initial=trainer.step, unit="step", disable=not progress, mininterval=1.0, file=sys.stderr)
     first_step, checkpoints = trainer.step, 0
     try:
         with stop_on_signals(trainer, progress or trainer.dist.is_main):  # also while the stop's checkpoint is written
             while trainer.step < config.steps:
                 rows, stop = trainer.advance(config.steps)  # to the next log line, checkpoint step or requested stop
-                _log(bar, rows)
+                show_progress(bar, rows)
                 if stop is not None:
                     bar.close()
-                    if keep_finished and checkpoints == 0:  # nothing of this session is kept: the finished run stands
-                        raise TrainingInterrupted(trainer.step, stop, out_dir, detail=(
-                            f"this session reached no checkpoint, so nothing of it was kept and the finished run in {out_dir} is "
-                            f"unchanged (step {first_step})"))
+                    if keep and checkpoints == 0:  # nothing of this session is kept: the run it would replace stands
+                        raise TrainingInterrupted(trainer.step, stop, out_dir, detail=keep)
                     _checkpoint(trainer, folder, writer, info)
                     raise TrainingInterrupted(trainer.step, stop, out_dir)
                 if trainer.step % config.checkpoint_every == 0 and trainer.step < config.steps:
@@ -231,15 +193,15 @@ def _train(trainer: Trainer, config: Config, folder: RunFolder | None, writer: R
                       else "nothing was saved (fit was given no out=)")
         _checkpoint(trainer, folder, writer, info)
     except TrainingError as exc:
-        raise TrainingError(f"{exc}; {_where_saved(folder, writer)}; lower lr or set grad_clip, then retrain or resume") from None
+        raise TrainingError(f"{exc}; {where_saved(folder, writer)}; lower lr or set grad_clip, then retrain or resume") from None
     except (RuntimeError, MemoryError) as exc:
         if not (isinstance(exc, MemoryError) or out_of_memory(exc)):
             raise
-        raise TrainingError(f"ran out of {trainer.device.type} memory at step {trainer.step}; {_where_saved(folder, writer)}; "
+        raise TrainingError(f"ran out of {trainer.device.type} memory at step {trainer.step}; {where_saved(folder, writer)}; "
                             "lower batch_size, then retrain or resume") from None
     finally:
         bar.close()
-    metrics = _metrics(trainer, config, threads)
+    metrics = run_metrics(trainer, config, threads)
     if folder is not None:
         distributed.on_main(trainer.dist, lambda: writer.finish(metrics))  # metrics.json last: the run is finished
     if progress:
@@ -251,24 +213,6 @@ def _train(trainer: Trainer, config: Config, folder: RunFolder | None, writer: R
     return Run(config, trainer.vae, trainer.q, history_frame(trainer.history_rows()), metrics, out_dir, info)
 
 
-# ---------------------------------------------------------------------------- what the loop calls
-
-
-def _start_line(trainer: Trainer, config: Config, info: dict[str, Any], threads: int, n_images: int) -> str:
-    device, dist = trainer.device, trainer.dist
-    where = f"{device.type} ({threads} threads)" if device.type == "cpu" else str(device)
-    scale = f", {dist.world_size} processes of {config.batch_size // dist.world_size}" if dist.enabled else ""
-    return (f"vmivae: training on {where}: {info['dataset']} ({n_images} images), steps {trainer.step}->{config.steps}, "
-            f"batch {config.batch_size}{scale}, {config.step_mode} step{' (one CUDA graph)' if trainer.capture != 'none' else ''}")
-
-
-def _log(bar, rows: np.ndarray) -> None:
-    """The progress bar after a history flush: the steps done and the last step's losses."""
-    bar.update(len(rows))
-    last = dict(zip(HISTORY_COLUMNS, rows[-1]))
-    bar.set_postfix(loss=f"{last['loss']:.4f}", recon=f"{last['recon']:.4f}", ce=f"{last['q_loss']:.3f}", tau=f"{last['tau']:.2f}", refresh=False)
-
-
 def _checkpoint(trainer: Trainer, folder: RunFolder | None, writer: RunWriter | None, info: dict[str, Any]) -> None:
     """Check the weights, then write a checkpoint: the state is gathered on every process, written on the main one."""
     trainer.check_finite_weights()
@@ -278,23 +222,3 @@ def _checkpoint(trainer: Trainer, folder: RunFolder | None, writer: RunWriter | 
             {**state, "meta": info}, history_frame(trainer.history_rows()).to_csv(index=False).encode(), trainer.step))
 
 
-def _where_saved(folder: RunFolder | None, writer: RunWriter | None) -> str:
-    if folder is None:
-        return "no checkpoint was written (fit was given no out=)"
-    return writer.where() if writer is not None else f"see {folder.path}"
-
-
-def _metrics(trainer: Trainer, config: Config, threads: int) -> dict[str, Any]:
-    """``metrics.json``: how long, how fast, where, and the final losses (mean of the last :data:`FINAL_WINDOW` steps)."""
-    return {
-        "steps": trainer.step,
-        "seconds": round(trainer.seconds, 3),
-        "images_per_second": round(config.steps * config.batch_size / max(trainer.seconds, 1e-9), 1),
-        "final": final_metrics(trainer.history_rows()),
-        "final_window": min(FINAL_WINDOW, trainer.step),
-        "device": str(trainer.device),
-        "threads": threads,
-        "processes": trainer.dist.world_size,
-        "capture": trainer.capture,
-        "config_hash": config.hash(),
-    }

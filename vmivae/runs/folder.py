@@ -6,17 +6,18 @@ A run folder holds::
     checkpoint.pt    weights, optimiser states, step, RNG states, history (rewritten atomically)
     history.csv      one row per training step
     metrics.json     written last: its presence marks a finished run
-    eval-*.json      evaluations the run cache keeps beside the run (``vmivae.runs.run_cache``)
+    eval-*.json      evaluations the run cache keeps beside the run (``vmivae.runs.run_cache``); also any
+                     evaluation of this run written here (``vmivae evaluate RUN --out RUN/eval.json``)
     .vmivae.lock     while a process trains, resumes or evaluates it (``vmivae.runs.runlock``)
 
 :class:`RunFolder` names these files, reads them, holds the folder's lock, says which folders a new run
 may replace and writes a checkpoint's files together. ``config.json`` is read one way (:meth:`RunFolder.stored_info`)
-and judged three: strictly to load or resume a run, as a mark of ownership, and as a cache key.
+and judged three: strictly to load or resume a run (``vmivae.runs.stored``), as a mark of ownership, and as a cache key.
 
 * **Ownership.** A folder was written by vmivae when its ``config.json`` is a JSON object with
   ``vmivae_version`` and ``config``. ``--overwrite`` replaces only such a folder (or an empty one) and
-  removes only vmivae's own files in it (the run files, the run cache's ``eval-*.json``, stale temporary
-  files); anything else in the folder stays. A vmivae folder that holds no checkpoint (a run that never
+  removes only vmivae's own files in it (the run files, every evaluation of the old model kept in it,
+  stale temporary files); anything else in the folder stays. A vmivae folder that holds no checkpoint (a run that never
   reached one) holds nothing to lose and is reused without ``--overwrite``.
 * **Writing.** The first checkpoint of a session removes the files being replaced (``metrics.json`` first,
   so that nothing half-replaced looks finished) and puts the new config, checkpoint and history in place
@@ -29,15 +30,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..config import Config, from_dict
+from ..config import Config
 from ..errors import CheckpointError, OutputError, RunInUseError
 from .checkpoint import FORMAT_VERSION, checkpoint_writer, load_checkpoint
 from .files import TEMP, os_reason, remove_stale_temps, write_group, write_json
 from .runlock import RunLock, in_use_message, read_lock
+from .stored import check_info, check_metrics
 
 CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
 RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
-EVALUATIONS = "eval-*.json"  # the run cache's evaluations, one file per estimator budget and MI path set
+EVALUATIONS = "*.json"  # evaluations kept beside the run: the run cache's eval-*.json, vmivae evaluate's --out RUN/eval.json
 LOCK = ".vmivae.lock"
 OLD_PROBE = ".vmivae-write-test"  # left by earlier versions' writability probe
 
@@ -53,19 +55,28 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     except OSError as exc:
         raise CheckpointError(f"cannot read {path} ({os_reason(exc)}); check the file's permissions") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} does not hold a JSON object ({what} is damaged)")
+        raise CheckpointError(f"{path} does not hold a JSON object ({what} is damaged); restore it from a copy or train the run again")
     return data
 
 
-def _is_evaluation(path: Path) -> bool:
-    """An ``eval-*.json`` that the run cache wrote beside the run (an ``evaluate`` result)."""
-    if not (path.name.startswith("eval-") and path.suffix == ".json"):
+def _is_evaluation(path: Path, folder: Path) -> bool:
+    """An evaluation of the run in ``folder`` kept in it: the run cache's ``eval-*.json``, or what
+    ``vmivae evaluate RUN --out RUN/eval.json`` wrote (any JSON there holding an evaluation of this run)."""
+    if path.suffix != ".json" or path.name in RUN_FILES or not path.is_file():
         return False
     try:
         result = read_json(path, "an evaluation")
     except CheckpointError:
         return False
-    return {"mi", "n_test", "dataset"} <= set(result)
+    if not {"mi", "n_test", "dataset"} <= set(result):
+        return False
+    run = result.get("run")  # where the evaluated run was; an evaluation of another, existing run is not derived from this one
+    if path.name.startswith("eval-") or not isinstance(run, str) or not run:
+        return True
+    try:
+        return Path(run).resolve() == folder.resolve() or not (Path(run) / CONFIG).is_file()
+    except (OSError, RuntimeError, ValueError):
+        return True
 
 
 class RunFolder:
@@ -95,6 +106,9 @@ class RunFolder:
         if not path.is_dir():
             raise CheckpointError(f"run directory {path} does not exist; pass the --out folder of a vmivae train run")
         if not folder.config.is_file() or not folder.checkpoint.is_file():
+            holder = folder.holder()  # a run still training towards its first checkpoint holds no files yet
+            if holder is not None:
+                raise RunInUseError(in_use_message(folder.lock_file, holder))
             raise CheckpointError(f"{path} is not a vmivae run directory (it needs {CONFIG} and {CHECKPOINT})")
         return folder
 
@@ -110,9 +124,7 @@ class RunFolder:
     def read_config(self) -> tuple[dict[str, Any], Config]:
         """``config.json`` of a run to load or resume, and the Config in it, validated."""
         info = self.stored_info()
-        if "config" not in info or "image_shape" not in info:
-            raise CheckpointError(f"{self.config} lacks 'config' or 'image_shape'; it was not written by vmivae train")
-        return info, from_dict(info["config"], f"{self.config}")
+        return info, check_info(self.config, info)
 
     def owner_info(self) -> dict[str, Any] | None:
         """``config.json`` when vmivae wrote this folder, else None (no such file, or someone else's)."""
@@ -133,7 +145,8 @@ class RunFolder:
         return stored.get("config_hash") == config.hash() and stored.get("checkpoint_format") == FORMAT_VERSION
 
     def read_metrics(self) -> dict[str, Any]:
-        return read_json(self.metrics, "the run's metrics")
+        """``metrics.json`` of a finished run, its entries checked."""
+        return check_metrics(self.metrics, read_json(self.metrics, "the run's metrics"))
 
     def load_checkpoint(self) -> dict[str, Any]:
         """The checkpoint, to the CPU: RNG and generator states must stay CPU byte tensors."""
@@ -159,7 +172,7 @@ class RunFolder:
     def replaceable_files(self) -> list[Path]:
         """The files ``--overwrite`` removes from a vmivae run folder: the run's own, nothing else."""
         found = [self.path / name for name in RUN_FILES if (self.path / name).is_file()]
-        return found + sorted(p for p in self.path.glob(EVALUATIONS) if _is_evaluation(p))
+        return found + sorted(p for p in self.path.glob(EVALUATIONS) if _is_evaluation(p, self.path))
 
     def check_new_run(self, overwrite: bool, locked: bool = False) -> list[Path]:
         """Check that a new run may be written here (nothing is written); returns the files it replaces.

@@ -15,17 +15,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import Config, from_dict
+from ..config import Config
 from ..datasets import ImageData
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import ConfigError, DataError
 from ..models import check_image_shape
 from ..perf import distributed
 from ..trainer import Trainer
 from ..version import __version__
 from .checkpoint import FORMAT_VERSION
 from .folder import RunFolder
-
-RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
+from .stored import check_together
 
 
 def fingerprint(data: ImageData) -> str:
@@ -87,13 +86,4 @@ def build_trainer(config: Config, data: ImageData, device: torch.device, dist: d
 
 def check_checkpoint(folder: RunFolder, state: dict[str, Any], info: dict[str, Any]) -> None:
     """The checkpoint must belong to the config in config.json (same model, objective and data shape)."""
-    stored = state.get("meta") if isinstance(state.get("meta"), dict) else {}
-    if "config" not in stored:
-        return
-    mine = from_dict(info["config"], str(folder.config)).to_dict()
-    theirs = from_dict(stored["config"], f"the config stored in {folder.checkpoint}").to_dict()
-    differ = [k for k in mine if k not in RESUMABLE_KEYS and k not in ("fused_adam",) and mine[k] != theirs.get(k)]
-    if differ or list(stored.get("image_shape", info["image_shape"])) != list(info["image_shape"]):
-        what = ", ".join(f"{k}: {theirs.get(k)!r} in the checkpoint, {mine[k]!r} in {folder.config.name}" for k in differ[:3]) or "image shape"
-        raise CheckpointError(f"{folder.checkpoint} was written for another config than {folder.config} ({what}); "
-                              "the files come from different runs or config.json was edited; restore the matching config.json or retrain")
+    check_together(folder.config, folder.checkpoint, state, info)

@@ -14,10 +14,12 @@ from ..config import Config
 from ..errors import CheckpointError, resume_command
 from ..models import VAE, QNetwork
 from ..perf.fast_layers import use_matmul_layers
-from ..steps import METRICS, build_networks
+from ..steps import build_networks
+from .checkpoint import HISTORY_COLUMNS, damaged
 from .folder import CONFIG, RunFolder
+from .stored import check_together
 
-HISTORY_COLUMNS = ("step", *METRICS, "tau", "codes_used")
+__all__ = ["HISTORY_COLUMNS", "Run", "history_frame", "load_networks", "load_run"]
 
 
 def history_frame(rows: Any) -> pd.DataFrame:
@@ -79,10 +81,14 @@ def load_run(path: str | os.PathLike, device: str = "cpu", allow_incomplete: boo
         raise CheckpointError(f"the run in {folder.path} did not finish (no {folder.metrics.name}); "
                               f"resume it with: {resume_command(folder.path)}")
     dev = resolve_device(device)
-    state = folder.load_checkpoint()  # to the CPU; the networks move to the device below
+    state = folder.load_checkpoint()  # to the CPU, every entry checked; the networks move to the device below
+    check_together(folder.config, folder.checkpoint, state, info)
+    metrics = folder.read_metrics() if finished else {}
+    if finished and metrics["steps"] != state["step"]:
+        raise damaged(folder.metrics, f"it says the run finished at step {metrics['steps']} but {folder.checkpoint.name} holds step "
+                      f"{state['step']}, so the two come from different runs", "restore the run's files from one copy or train the run again")
     vae, q = load_networks(state, info["image_shape"], config, folder.checkpoint)
     vae.to(dev).eval()
     if q is not None:
         q.to(dev).eval()
-    metrics = folder.read_metrics() if finished else {}
     return Run(config, vae, q, history_frame(state["history"].numpy()), metrics, folder.path, info)

@@ -58,20 +58,35 @@ class RunWriter:
     def __init__(self, folder: RunFolder, info: dict[str, Any], replaces: list[Path] = (), step: int | None = None, finished: bool = False):
         self.folder, self.info, self.replaces = folder, info, list(replaces)
         self.step, self.finished, self.started = step, finished, False
+        # the earlier run that --overwrite replaces at the first checkpoint, which stands until then
+        self.previous = "finished" if folder.metrics in self.replaces else "unfinished" if folder.checkpoint in self.replaces else None
 
     def where(self) -> str:
         """Where the last good checkpoint is, in words."""
         if self.step is None:
-            return "no checkpoint was written"
+            return "no checkpoint was written" + (f" and the {self.previous} run in {self.folder.path} that it was to replace is unchanged"
+                                                  if self.previous and not self.started else "")
         return f"the last good checkpoint is {self.folder.checkpoint} (step {self.step})"
+
+    def kept_on_stop(self) -> str | None:
+        """What stands in the folder when this session stops before its first checkpoint, if that is worth more than
+        the few steps trained (a finished run being resumed, or a run that ``--overwrite`` is to replace); None otherwise."""
+        if self.started:
+            return None
+        if self.step is not None and self.finished:
+            return f"this session reached no checkpoint, so nothing of it was kept and the finished run in {self.folder.path} is unchanged (step {self.step})"
+        if self.step is None and self.previous:
+            return (f"this run reached no checkpoint, so nothing of it was kept and the {self.previous} run in {self.folder.path} "
+                    "that it was to replace is unchanged")
+        return None
 
     def checkpoint(self, state: dict[str, Any], history_csv: bytes, step: int) -> None:
         first = None if self.started else self.info  # the first checkpoint of this session: the folder becomes this run's
         try:
             self.folder.write_checkpoint(state, history_csv, first, self.replaces)
         except OSError as exc:
-            raise OutputError(f"cannot write the checkpoint of step {step} to {self.folder.path} ({os_reason(exc)}); {self._kept()}; "
-                              "free space or fix the folder, then resume") from None
+            fix = "free space or fix the folder, then resume" if self.step is not None else "free space or fix the folder, then start the run again"
+            raise OutputError(f"cannot write the checkpoint of step {step} to {self.folder.path} ({os_reason(exc)}); {self._kept()}; {fix}") from None
         self.started, self.step = True, step
 
     def finish(self, metrics: dict[str, Any]) -> None:
@@ -82,4 +97,6 @@ class RunWriter:
                               "resume the run to finish it") from None
 
     def _kept(self) -> str:
+        if self.step is None and not self.previous:
+            return "no checkpoint was written, so nothing of this run was kept"
         return self.where() + (", which is intact" if self.step is not None else "")
