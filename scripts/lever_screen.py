@@ -139,7 +139,9 @@ def contrast_lines(results: list[dict]) -> list[str]:
         if "baseline" not in paired or len(paired) < 2:
             continue
         if not lines:
-            lines = ["", "Paired contrasts against the baseline (the seeds both ran; Holm over the variants of one metric):", "",
+            lines = ["", "Paired contrasts against the baseline (the seeds both ran; Holm over the variants of one metric). With n seeds the "
+                     "smallest possible p is 2 / 2^n (0.5 for 2) and a bootstrap interval of 2 differences only spans them: a description, "
+                     "not evidence.", "",
                      "| metric | contrast | mean difference | interval | what the interval is | p | test | p (Holm) |", "|---|---|---|---|---|---|---|---|"]
         for c in stats.contrasts(paired, "baseline", 1.0):
             i = c.interval
