@@ -86,3 +86,78 @@ def test_two_workers_evaluate_each_run_after_training_it(tmp_path):
         trained = folder.metrics.stat().st_mtime_ns
         evaluated = [folder.evaluation_file("smoke", p).stat().st_mtime_ns for p in path_sets]
         assert min(evaluated) > trained
+
+
+# ---------------------------------------------------------------------------- a failing run is said at once
+
+
+BAD = RunSpec("paper-joint", "smoke", {"steps": 10**6, "lr": 1e6, "seed": 0, "log_every": 2, "batch_size": 16}, name="diverges")  # costs most, so first; fails at step 2
+
+
+def test_a_failing_run_stops_the_work_at_once_and_says_how_to_rerun(tmp_path, capsys):
+    from vmivae.runs.run_cache import RunFailed
+
+    with pytest.raises(RunFailed, match=r"1 of 4 task\(s\) failed, 3 left undone \(first: training diverges-smoke-\w+: 'loss' became "
+                                        r"non-finite.*reused: fix the cause and run the same command again$"):
+        ensure([(BAD, GENERATION), (SPEC, GENERATION)], tmp_path, device="cpu", settings="smoke")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("vmivae: training 2 run(s)") and len(lines) == 2
+    assert lines[1].startswith("vmivae: training diverges-smoke-") and lines[1].endswith("at step 2; no checkpoint was written; lower lr or "
+                                                                                       "set grad_clip, then retrain or resume; stopping the other work")
+    assert not SPEC.directory(tmp_path).exists()  # never started
+
+
+def test_keep_going_does_the_other_work_then_fails_and_the_next_call_reuses_it(tmp_path, capsys):
+    from vmivae.runs.run_cache import RunFailed
+
+    with pytest.raises(RunFailed, match=r"^1 of 2 task\(s\) failed \(first: training diverges"):
+        ensure([(BAD, ()), (SPEC, ())], tmp_path, device="cpu", keep_going=True)
+    err = capsys.readouterr().err
+    assert "failed: 'loss' became non-finite" in err and "going on with the other runs" in err and "1/2 trained" in err
+    ensure([(SPEC, ())], tmp_path, device="cpu")
+    assert "vmivae:" not in capsys.readouterr().err  # trained by the failed call: nothing left to do
+
+
+def test_with_workers_a_failure_stops_the_run_in_progress_and_starts_nothing_new(tmp_path, capsys):
+    from vmivae.runs.run_cache import RunFailed
+
+    others = [RunSpec("paper-joint", "smoke", {"steps": 5000, "seed": s}) for s in (1, 2, 3)]  # minutes each: none can finish
+    with pytest.raises(RunFailed, match=r"^1 of 4 task\(s\) failed, 3 left undone \(first: training diverges"):
+        ensure([(BAD, ())] + [(o, ()) for o in others], tmp_path, device="cpu", workers=2)
+    assert "failed: 'loss' became non-finite" in capsys.readouterr().err
+    assert not any((o.directory(tmp_path) / "metrics.json").exists() for o in others)  # the one in progress was stopped
+    assert not others[1].directory(tmp_path).exists() and not others[2].directory(tmp_path).exists()  # the queue never started
+
+
+def _workers() -> list[int]:
+    """This process's pool workers (spawned children running multiprocessing.spawn)."""
+    import os
+    from pathlib import Path
+
+    children = [int(pid) for task in Path(f"/proc/{os.getpid()}/task").iterdir() for pid in (task / "children").read_text().split()]
+    return [pid for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+def test_a_killed_worker_is_one_line_and_stops_the_work(tmp_path, capsys):
+    import os
+    import signal
+    import threading
+    import time
+
+    from vmivae.runs.run_cache import RunFailed
+
+    long = [RunSpec("paper-joint", "smoke", {"steps": 5000, "seed": s}) for s in (7, 8)]
+
+    def kill_a_worker_once_training():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not any((o.directory(tmp_path) / "checkpoint.pt").is_file() for o in long):
+            time.sleep(0.2)
+        os.kill(_workers()[0], signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_a_worker_once_training, daemon=True)
+    killer.start()
+    with pytest.raises(RunFailed, match=r"its worker process ended abruptly \(killed by a signal, or out of memory\)"):
+        ensure([(o, ()) for o in long], tmp_path, device="cpu", workers=2)
+    assert not any((o.directory(tmp_path) / "metrics.json").exists() for o in long)  # stopped, not waited for
+    err = capsys.readouterr().err
+    assert "failed: its worker process ended abruptly" in err and "Traceback" not in err

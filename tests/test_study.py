@@ -113,3 +113,26 @@ def test_study_command_mistakes_are_one_sentence(capsys, args, message):
 
     assert main(["study", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+FAILING = Study("tiny", "", "smoke", (0,), {"mnist-5k": {"steps": 4}},
+                (Variant("diverges", "paper-joint", {"lr": 1e6, "steps": 40, "log_every": 2}, "d"), Variant("baseline", "paper-joint-baseline", {}, "b")),
+                estimator="smoke")
+
+
+@pytest.mark.parametrize("keep_going", [False, True])
+def test_a_failing_run_stops_the_study_with_one_line_and_writes_no_results(capsys, monkeypatch, tmp_path, keep_going):
+    from vmivae.cli import main
+    from vmivae.measure import study
+
+    monkeypatch.setattr(study, "load_study", lambda name: FAILING)
+    args = ["study", "--runs-dir", tmp_path / "runs", "--results", tmp_path / "results", "--workers", "1", "--device", "cpu"]
+    assert main([str(a) for a in args] + ["--keep-going"] * keep_going) == 2
+    err = capsys.readouterr().err.splitlines()
+    failed = [line for line in err if " failed: " in line]
+    assert len(failed) == 1 and failed[0].startswith("vmivae: training tiny-diverges-mnist-5k-s0-smoke-") and "non-finite" in failed[0]
+    assert err[-1].startswith("vmivae: error: ") and "fix the cause and run the same command again" in err[-1]
+    assert ("add --keep-going" in err[-1]) != keep_going
+    baseline = FAILING.specs()[1][-1].directory(tmp_path / "runs")
+    assert (baseline / "metrics.json").is_file() == keep_going  # keep going: the other run is trained (and cached)
+    assert not (tmp_path / "results").exists()

@@ -34,7 +34,7 @@ import yaml
 from ..errors import ConfigError, unknown_name
 from ..runs.files import write_bytes, write_json
 from ..runs.run import load_run
-from ..runs.run_cache import RunSpec, ensure
+from ..runs.run_cache import RunFailed, RunSpec, ensure
 
 RESULT_FILES = ("runs.csv", "training.csv", "meta.json")
 # evaluate() result -> the per-run columns of runs.csv
@@ -110,11 +110,15 @@ def _hardware() -> str:
 
 def run_study(study: Study, runs_dir: str | os.PathLike = "runs", results_dir: str | os.PathLike = "results/study", *,
               datasets: list[str] | None = None, seeds: list[int] | None = None, workers: int = 2, device: str = "auto",
-              command: str | None = None) -> pd.DataFrame:
-    """Train and evaluate every run of ``study`` (reusing cached ones) and write its result files."""
+              command: str | None = None, keep_going: bool = False) -> pd.DataFrame:
+    """Train and evaluate every run of ``study`` (reusing cached ones) and write its result files.
+
+    A run that fails stops the study at once (:class:`vmivae.runs.run_cache.RunFailed`), or with
+    ``keep_going`` after the other runs; either way no result file is written and the runs that finished
+    are reused by the next call."""
     grid = study.specs(datasets, seeds)
     started = time.perf_counter()
-    folders = ensure([(g[-1], (("generation",),)) for g in grid], runs_dir, device, workers, study.estimator)
+    folders = ensure([(g[-1], (("generation",),)) for g in grid], runs_dir, device, workers, study.estimator, keep_going=keep_going)
     runs = [load_run(f, device=device) for f in folders]
     results = [f.read_evaluation(study.estimator, ("generation",)) for f in folders]
     rows, curves = [], []
@@ -245,6 +249,8 @@ def add_command(sub) -> None:
     p.add_argument("--results", default="results/study", help="folder for the result files (default: results/study)")
     p.add_argument("--workers", type=int, default=2, help="parallel training processes (default: 2)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="when a run fails, train and evaluate the others before stopping (default: stop at the first failure)")
     p.set_defaults(func=_study_command)
 
 
@@ -253,8 +259,12 @@ def _study_command(args) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     study = load_study(args.name)
     command = "vmivae study " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "vmivae study"
-    frame = run_study(study, args.runs_dir, args.results, datasets=args.datasets, seeds=args.seeds, workers=args.workers,
-                      device=args.device, command=command)
+    try:
+        frame = run_study(study, args.runs_dir, args.results, datasets=args.datasets, seeds=args.seeds, workers=args.workers,
+                          device=args.device, command=command, keep_going=args.keep_going)
+    except RunFailed as exc:
+        hint = "" if args.keep_going else " (add --keep-going to train the other runs first)"
+        raise RunFailed(f"{exc}{hint}") from exc
     table = frame.groupby(["dataset", "variant"], sort=False)[["hungarian", "codes_used", "nmi", "recon_mse"]].agg(["mean", "std"])
     print(table.round(3).to_string())
     print(f"written to {args.results}", file=sys.stderr)

@@ -16,7 +16,8 @@ import multiprocessing
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from ..config import Config
+from ..errors import TrainingInterrupted, VMIVAEError
 from ..presets import make_config
 from .folder import RunFolder
 
@@ -110,8 +112,64 @@ class _Progress:
               f"{elapsed / 60:.1f} min elapsed{left}", file=sys.stderr, flush=True)
 
 
+class RunFailed(VMIVAEError):
+    """Some of a plan's trainings or evaluations failed; the work that finished is cached and reused next time."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for what went wrong in a task: a user error's sentence, a bug's type and message, a dead worker."""
+    if isinstance(exc, BrokenProcessPool):
+        return "its worker process ended abruptly (killed by a signal, or out of memory)"
+    text = str(exc) if isinstance(exc, VMIVAEError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+class _Failures:
+    """The tasks that failed: each said at once on stderr, in one line; all of them raised at the end."""
+
+    def __init__(self, keep_going: bool, runs_dir: Path):
+        self.keep_going, self.runs_dir, self.items = keep_going, runs_dir, []
+
+    def add(self, what: str, exc: BaseException) -> None:
+        self.items.append((what, exc))
+        then = "going on with the other runs" if self.keep_going else "stopping the other work"
+        print(f"vmivae: {what} failed: {_reason(exc)}; {then}", file=sys.stderr, flush=True)
+
+    @property
+    def stop(self) -> bool:
+        return bool(self.items) and not self.keep_going
+
+    def raise_any(self, total: int, skipped: int) -> None:
+        """Raise for the failures, if any: a bug (not a VMIVAEError) as itself, to keep its traceback; else one sentence."""
+        if not self.items:
+            return
+        for _, exc in self.items:
+            if not isinstance(exc, (VMIVAEError, BrokenProcessPool)):
+                raise exc
+        what, exc = self.items[0]
+        left = f", {skipped} left undone" if skipped else ""
+        raise RunFailed(f"{len(self.items)} of {total} task(s) failed{left} (first: {what}: {_reason(exc)}); the runs and evaluations "
+                        f"that finished are kept in {self.runs_dir} and reused: fix the cause and run the same command again")
+
+
+def _name(folder: RunFolder, paths: tuple[str, ...] | None) -> str:
+    return f"training {folder.path.name}" if paths is None else f"evaluating {folder.path.name} on {'+'.join(paths)}"
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop the tasks in progress now: SIGTERM makes a training write its checkpoint and stop after its step."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle on the workers before Python 3.14
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+
+
 def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto", workers: int = 1,
-           settings: str = "quick") -> list[RunFolder]:
+           settings: str = "quick", keep_going: bool = False) -> list[RunFolder]:
     """Train and evaluate whatever the cache lacks of ``plan``; returns each item's :class:`RunFolder`, in order.
 
     Each item of ``plan`` is a run (a :class:`RunSpec`, or the folder of a run trained already) and the MI
@@ -121,9 +179,12 @@ def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto
     on two threads. One pool for all of it keeps every worker busy: trainings go first, longest first, and
     each evaluation is its own task, queued when its run is trained, so the pool ends on short tasks and the
     workers finish close together.
-    """
-    from concurrent.futures import FIRST_COMPLETED, wait
 
+    A task that fails (a bad value, a non-finite loss, a killed worker) is said on stderr at once, in one
+    line. Then nothing new starts, the tasks in progress are stopped, and :class:`RunFailed` is raised (a
+    bug's own exception, to keep its traceback); what finished stays cached. ``keep_going=True`` instead
+    does all the work the failures leave possible and raises at the end.
+    """
     from ..perf.device import use_all_cores
 
     runs_dir = Path(runs_dir)
@@ -140,39 +201,73 @@ def ensure(plan: Plan, runs_dir: str | os.PathLike = "runs", device: str = "auto
     untrained = {key for key, (spec, folder, _) in merged.items() if spec is not None and not folder.reusable_for(spec.config)}
     missing = {key: [p for p in sets if key in untrained or not folder.evaluation_file(settings, p).is_file()]
                for key, (_, folder, sets) in merged.items()}  # training a run again removes its evaluations
-    trainings = sorted(untrained, key=lambda key: _cost(merged[key][0]), reverse=True)
+    # equal costs in the plan's order, so that the order of work does not depend on set iteration
+    trainings = sorted((k for k in merged if k in untrained), key=lambda key: _cost(merged[key][0]), reverse=True)
     evaluations = [(key, p) for key in merged if key not in untrained for p in missing[key]]
     todo = sum(1 for key in merged if key in untrained or missing[key])
     if todo:
         print(f"vmivae: training {len(trainings)} run(s), evaluating {sum(1 for key in merged if missing[key])} run(s), "
               f"reusing {len(merged) - todo}", file=sys.stderr, flush=True)
-    progress = _Progress(len(trainings), len(evaluations) + sum(len(missing[k]) for k in trainings))
+    total = len(trainings) + len(evaluations) + sum(len(missing[k]) for k in trainings)
+    progress = _Progress(len(trainings), total - len(trainings))
+    failures = _Failures(keep_going, runs_dir)
     if todo < 2 or workers < 2:  # in this process, on every core
         for key in trainings:
-            _train_one(merged[key][0], str(runs_dir), device, 0)
+            try:
+                _train_one(merged[key][0], str(runs_dir), device, 0)
+            except TrainingInterrupted:
+                raise  # Ctrl-C or SIGTERM for this process: not a failure of the run
+            except Exception as exc:
+                failures.add(_name(merged[key][1], None), exc)
+                if failures.stop:
+                    break
+                continue
+            evaluations += [(key, p) for p in missing[key]]
             progress.done(training=True)
-        for key, paths in evaluations + [(k, p) for k in trainings for p in missing[k]]:
-            _evaluate_one(str(merged[key][1].path), settings, paths, 0)
+        for key, paths in evaluations if not failures.stop else ():
+            try:
+                _evaluate_one(str(merged[key][1].path), settings, paths, 0)
+            except TrainingInterrupted:
+                raise
+            except Exception as exc:
+                failures.add(_name(merged[key][1], paths), exc)
+                if failures.stop:
+                    break
+                continue
             progress.done(training=False)
+        failures.raise_any(total, total - sum(progress.finished.values()) - len(failures.items))
         return [merged[key][1] for key in keys]
     threads = max(1, use_all_cores() // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        running: dict = {}  # future -> the key of a training, None for an evaluation
-        while trainings or evaluations or running:
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    running: dict = {}  # future -> (key, None for a training or the MI paths of an evaluation)
+    try:
+        while (trainings or evaluations or running) and not failures.stop:
             while len(running) < workers and (trainings or evaluations):
                 if trainings:
                     key = trainings.pop(0)
-                    running[pool.submit(_train_one, merged[key][0], str(runs_dir), device, threads)] = key
+                    running[pool.submit(_train_one, merged[key][0], str(runs_dir), device, threads)] = (key, None)
                 else:
                     key, paths = evaluations.pop(0)
-                    running[pool.submit(_evaluate_one, str(merged[key][1].path), settings, paths, threads)] = None
+                    running[pool.submit(_evaluate_one, str(merged[key][1].path), settings, paths, threads)] = (key, paths)
             done, _ = wait(running, timeout=progress.every, return_when=FIRST_COMPLETED)
+            broken = False
             for future in done:
-                key = running.pop(future)
-                future.result()  # a worker's error stops the pipeline here, with its message
-                if key is not None:  # a training finished: its evaluations can start
+                key, paths = running.pop(future)
+                if future.exception() is not None:
+                    failures.add(_name(merged[key][1], paths), future.exception())
+                    broken |= isinstance(future.exception(), BrokenProcessPool)
+                    continue
+                if paths is None:  # a training finished: its evaluations can start
                     evaluations += [(key, p) for p in missing[key]]
-                progress.done(training=key is not None)
+                progress.done(training=paths is None)
+            if broken and not failures.stop:  # a dead worker breaks the pool: a new one for the work that is left
+                pool.shutdown(wait=True)
+                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
             if not done:
                 progress.report()
+    finally:
+        if running:  # stopped early (a failure, or Ctrl-C): end the tasks in progress instead of waiting for them
+            _stop_workers(pool)
+        pool.shutdown(wait=True, cancel_futures=True)
+    failures.raise_any(total, total - sum(progress.finished.values()) - len(failures.items))
     return [merged[key][1] for key in keys]
