@@ -6,7 +6,8 @@
 "Before" is ``settings="quick-500"``: a fresh Q trained for all 500 steps, as the quick estimator did
 (its validation set is now decoded once instead of at every check, so it is a little faster than it was,
 and the ratios below are, if anything, conservative). "After" is ``settings="quick"``: Q warm-started
-from the run's own Q, refitted in closed form at each check, at most 200 steps. Each (run, path) pair
+from the run's own Q, refitted in closed form at each check, at most 200 steps, its last layer refitted as a
+linear model of its features at the end. Each (run, path) pair
 runs before and after back to back in one process on one thread. Besides wall-clock seconds it reports
 the process's CPU seconds, which other processes on a shared machine barely change; the ratio
 after/before of CPU seconds is the number to read.
