@@ -49,10 +49,9 @@ figures_dir = "../figures"  # figures are saved here as 05_<name>.png
 results_dir = "../results/study"  # the study's result files
 
 # %%
+import numpy as np
 import pandas as pd
 from IPython.display import display
-
-import numpy as np
 from scipy import stats
 
 from vmivae import make_config, plots

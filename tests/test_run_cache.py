@@ -91,7 +91,8 @@ def test_two_workers_evaluate_each_run_after_training_it(tmp_path):
 # ---------------------------------------------------------------------------- a failing run is said at once
 
 
-BAD = RunSpec("paper-joint", "smoke", {"steps": 10**6, "lr": 1e6, "seed": 0, "log_every": 2, "batch_size": 16}, name="diverges")  # costs most, so first; fails at step 2
+# costs most, so it is scheduled first; it fails at step 2
+BAD = RunSpec("paper-joint", "smoke", {"steps": 10**6, "lr": 1e6, "seed": 0, "log_every": 2, "batch_size": 16}, name="diverges")
 
 
 def test_a_failing_run_stops_the_work_at_once_and_says_how_to_rerun(tmp_path, capsys):
