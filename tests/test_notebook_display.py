@@ -106,7 +106,7 @@ def test_timing_says_how_long_the_chapter_took_and_the_work_done_ahead(tmp_path,
     for name, seconds, age in (("cached", 90, 3600), ("fresh", 30, 0)):  # trained an hour ago / by this chapter
         folder = tmp_path / "runs" / name
         folder.mkdir(parents=True)
-        for file, content in (("metrics.json", {"seconds": seconds}), ("eval-smoke-generation.json", {"seconds": seconds / 3})):
+        for file, content in (("metrics.json", {"steps": 30, "seconds": seconds, "final": {}}), ("eval-smoke-generation.json", {"seconds": seconds / 3})):
             (folder / file).write_text(json.dumps(content))
             if age:
                 os.utime(folder / file, (past, past))
