@@ -65,6 +65,28 @@ def test_ctrl_c_while_starting_prints_one_line_and_exits_130(tmp_path, after):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_evaluate_interrupted_says_so_in_one_line_and_writes_nothing(tmp_path, signum):
+    """A real process: the signal arrives while ``vmivae evaluate`` measures (it holds the run's lock); it exits 128 + signum."""
+    run, out = tmp_path / "run", tmp_path / "e.json"
+    vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"steps": 2, "log_every": 1}), out=run, progress=False)
+    before = sorted(p.name for p in run.iterdir())
+    process = subprocess.Popen([sys.executable, "-m", "vmivae", "evaluate", str(run), "--profile", "smoke", "--out", str(out)],
+                               cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not (run / ".vmivae.lock").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1.0)  # past reading the run: measuring (a smoke evaluation takes well over a second)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    name = signal.Signals(signum).name
+    assert process.returncode == 128 + signum and "Traceback" not in err, (process.returncode, err)
+    assert err.strip() == (f"vmivae: interrupted by {name} while evaluating {run}; nothing was written to {out} and the run is unchanged: "
+                           "run the same command again to evaluate it"), err
+    assert sorted(p.name for p in run.iterdir()) == before and sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no lock, no part file
+
+
 def test_a_program_that_imports_vmivae_keeps_its_own_interrupt_handling():
     code = "import sys, vmivae; print(sys.excepthook is sys.__excepthook__)"
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)

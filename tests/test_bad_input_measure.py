@@ -10,11 +10,12 @@ import torch
 
 import vmivae
 from vmivae.cli import main
-from vmivae.errors import CheckpointError, ConfigError, DataError, VMIVAEError
+from vmivae.errors import CheckpointError, ConfigError, DataError, OutputError, VMIVAEError
 from vmivae.latents import LatentSpec
 from vmivae.measure import checks, evaluation, mi
 from vmivae.measure.mi import SETTINGS, estimate_mi, estimate_mi_refits
 from vmivae.measure.validation import SPEC, validate_estimator
+from vmivae.runs.preflight import as_path
 from vmivae.runs.run import Run, load_run
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -73,7 +74,7 @@ def test_a_path_is_loaded_as_a_run_folder(run_dir, no_work):
     one_sentence(info.value, "does not exist")
 
 
-@pytest.mark.parametrize("model, words", [(None, "got None"), (5, "got a int"), ({"a": 1}, "got a dict"), (LatentSpec, "got the class LatentSpec")])
+@pytest.mark.parametrize("model, words", [(None, "got None"), (5, "got 5 (int)"), ({"a": 1}, "got a dict"), (LatentSpec, "got the class LatentSpec")])
 def test_a_model_that_is_none_of_the_accepted_kinds(no_work, model, words):
     with pytest.raises(ConfigError) as info:
         estimate_mi(model, SPEC, settings="smoke")
@@ -148,8 +149,18 @@ def test_a_device_that_does_not_hold_the_models_weights(no_work, monkeypatch, ru
 def test_latent_spec_refuses_what_no_model_can_have(args, kind, words):
     with pytest.raises(kind) as info:
         LatentSpec(*args)
+    assert isinstance(info.value, ConfigError)  # a VMIVAEError: the command prints its sentence, no traceback
     one_sentence(info.value, "LatentSpec", words)
     assert LatentSpec(0, 10).dim == 10 and type(LatentSpec(np.int64(3), 4).continuous) is int
+
+
+def test_what_is_not_a_run_folder_path_is_one_sentence():
+    with pytest.raises(CheckpointError) as info:
+        load_run(42)
+    one_sentence(info.value, "a run folder path", "got 42 (int)")
+    with pytest.raises(OutputError) as info:  # pathlib's own RuntimeError ("Could not determine home directory") before
+        as_path("~nosuchuserxyz/r", "out")
+    one_sentence(info.value, "no user 'nosuchuserxyz'", "full path")
 
 
 def test_latent_must_be_a_spec_that_fits_the_model(no_work, run):

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from .errors import ConfigError, OutputError, TrainingInterrupted, VMIVAEError
+from .errors import ConfigError, Interrupted, OutputError, VMIVAEError
 
 EXIT_BAD_INPUT = 2
 
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         _check(parser, args)
         return args.func(args)
-    except TrainingInterrupted as stop:
+    except Interrupted as stop:
         print(f"vmivae: {stop}", file=sys.stderr)
         return 128 + stop.signum
     except VMIVAEError as exc:

@@ -21,6 +21,10 @@ class ConfigError(VMIVAEError, ValueError):
     """A configuration key, value, preset or profile is invalid."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """A value of the wrong type (a string where a whole number belongs): still a ``TypeError`` for code that catches one."""
+
+
 class DataError(VMIVAEError):
     """A dataset is unknown, missing on disk, or its contents are malformed."""
 
@@ -41,7 +45,18 @@ class TrainingError(VMIVAEError):
     """Training stopped because it can no longer be correct (e.g. a non-finite loss)."""
 
 
-class TrainingInterrupted(VMIVAEError):
+class Interrupted(VMIVAEError):
+    """A command stopped on SIGINT/SIGTERM; ``signum`` gives its exit status (128 + signum) and the sentence says what was kept."""
+
+    def __init__(self, signum: int, message: str):
+        self.signum = signum
+        super().__init__(message)
+
+    def __reduce__(self):
+        return type(self), (self.signum, str(self))
+
+
+class TrainingInterrupted(Interrupted):
     """Training stopped on request (SIGINT/SIGTERM): after writing a checkpoint, or before anything was written.
 
     ``step`` is None when the signal came before the training loop started; ``detail`` replaces the
@@ -57,7 +72,7 @@ class TrainingInterrupted(VMIVAEError):
         if detail is None:
             detail = (f"checkpoint written to {run_dir}; resume with: {resume_command(run_dir)}" if run_dir is not None
                       else "no run directory was given, so nothing was saved")
-        super().__init__(f"interrupted by {name} {when}; {detail}")
+        super().__init__(signum, f"interrupted by {name} {when}; {detail}")
 
     def __reduce__(self):  # picklable, so that it can travel between processes
         return type(self), (self.step, self.signum, self.run_dir, self.detail)

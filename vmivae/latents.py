@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError, ConfigTypeError  # the standard library only: a method module may raise them
+
 # Differential entropy of N(0, 1): 0.5 * log(2 * pi * e) ~= 1.4189 nats.
 STANDARD_NORMAL_ENTROPY = 0.5 * math.log(2 * math.pi * math.e)
 _LOG_2PI = math.log(2 * math.pi)
@@ -31,19 +33,19 @@ class LatentSpec:
     categorical: int | None = None
 
     def __post_init__(self):
-        """Refuse, when built, a spec that no model can have (``TypeError``/``ValueError``, one sentence each)."""
+        """Refuse, when built, a spec that no model can have (ConfigTypeError, a TypeError, or ConfigError, a ValueError: one sentence each)."""
         for name, value in (("continuous", self.continuous), ("categorical", self.categorical)):
             if value is None and name == "categorical":
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"LatentSpec {name} must be a whole number, got {value!r}; e.g. LatentSpec(continuous=16, categorical=10)")
+                raise ConfigTypeError(f"LatentSpec {name} must be a whole number, got {value!r}; e.g. LatentSpec(continuous=16, categorical=10)")
             object.__setattr__(self, name, int(value))  # numpy integers become plain ints
         if self.continuous < 0:
-            raise ValueError(f"LatentSpec continuous (the number of Gaussian dims) must be 0 or more, got {self.continuous}")
+            raise ConfigError(f"LatentSpec continuous (the number of Gaussian dims) must be 0 or more, got {self.continuous}")
         if self.categorical is not None and self.categorical < 2:
-            raise ValueError(f"LatentSpec categorical (the categories K of the code) must be at least 2 or None for no code, got {self.categorical}")
+            raise ConfigError(f"LatentSpec categorical (the categories K of the code) must be at least 2 or None for no code, got {self.categorical}")
         if not self.continuous and self.categorical is None:
-            raise ValueError("LatentSpec(0) has no latent component; give at least one Gaussian dim or a categorical code, e.g. LatentSpec(0, 10)")
+            raise ConfigError("LatentSpec(0) has no latent component; give at least one Gaussian dim or a categorical code, e.g. LatentSpec(0, 10)")
 
     @property
     def dim(self) -> int:

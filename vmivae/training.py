@@ -127,7 +127,7 @@ def resume(path: str | os.PathLike, steps: int | None = None, *, data: Any = Non
         raise CheckpointError(f"{folder.config} says the run was trained on {tuple(before['image_shape'])} images but {given} "
                               f"{tuple(data.image_shape)} images; pass the images it was trained on, or restore {folder.config.name} from a copy")
     check_data(config, data)
-    detail = {"text": f"the run in {path} is unchanged"}
+    detail = {"text": f"the run in {path} is unchanged; resume with the same command to continue it"}
     with interrupt_outside_loop(detail):
         dist, device, n_threads = setup(config, threads)
         lock = folder.lock("vmivae train --resume")

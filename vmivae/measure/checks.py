@@ -27,7 +27,12 @@ AMP = ("none", "auto", "bf16")
 
 
 def _what(value) -> str:
-    return "None" if value is None else f"a {type(value).__name__}"
+    """``None``, a short value with its type (``42 (int)``), or the type alone for anything long (a tensor, a list)."""
+    if value is None:
+        return "None"
+    if isinstance(value, (bool, int, float, complex, str, bytes)) and len(repr(value)) <= 40:
+        return f"{value!r} ({type(value).__name__})"
+    return f"a {type(value).__name__}"
 
 
 def settings(value, budgets: dict, budget_names_only: bool = False):

@@ -136,10 +136,13 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate_command(args: argparse.Namespace) -> int:
-    from ..errors import CheckpointError, OutputError
+    import signal
+
+    from ..errors import CheckpointError, Interrupted, OutputError
     from ..runs.files import os_reason, write_json
     from ..runs.folder import LOCK, RUN_FILES, RunFolder
     from ..runs.rundir import check_output_file
+    from ..runs.signals import interrupt_as
 
     out = check_output_file(Path(args.out), "--out", overwrite=args.overwrite)
     folder = RunFolder.existing(args.run_dir)
@@ -149,7 +152,12 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         what = f"the run's own {own[0]}" if own else "one of the run's cached evaluations"
         raise OutputError(f"--out {out} is {what}, which the evaluation would replace; choose another file, "
                           f"e.g. {run_dir / 'eval.json'}")
-    with folder.lock("vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
+
+    def stopped(signum: int) -> Interrupted:
+        return Interrupted(signum, f"interrupted by {signal.Signals(signum).name} while evaluating {run_dir}; nothing was written to {out} "
+                                   "and the run is unchanged: run the same command again to evaluate it")
+
+    with interrupt_as(stopped) as state, folder.lock("vmivae evaluate", optional=True):  # nobody trains or resumes it meanwhile
         _, config = folder.read_config()
         if config.dataset == "custom":
             raise CheckpointError(f"the run in {run_dir} was trained on your own images, which vmivae evaluate cannot load; evaluate it "
@@ -157,10 +165,14 @@ def _evaluate_command(args: argparse.Namespace) -> int:
                                   "with your train and test images (any form fit() accepts, through vmivae.datasets.as_image_data)")
         paths = ("generation", "reconstruction") if args.path == "both" else (args.path,)
         result = evaluate(run_dir, settings=args.profile, paths=paths)
+        state["defer"] = True  # the file is written whole (atomically) or not at all; a signal now is answered after it
         try:
             write_json(out, result)
         except OSError as exc:
             raise OutputError(f"cannot write {out} ({os_reason(exc)}); choose a writable location") from None
+    if state["signum"] is not None:
+        raise Interrupted(state["signum"], f"interrupted by {signal.Signals(state['signum']).name} as the evaluation ended; "
+                                           f"it was written to {out} in full")
     print(format_table(result))
     print(f"written to {out}", file=sys.stderr)
     return 0

@@ -4,8 +4,10 @@ A run folder holds::
 
     config.json      the resolved config, the image shape, preset/profile names (written first)
     checkpoint.pt    weights, optimiser states, step, RNG states, history (rewritten atomically)
-    history.csv      one row per training step
-    metrics.json     written last: its presence marks a finished run
+    history.csv      one row per training step: a readable copy of the checkpoint's history, never read back
+                     (load_run, evaluate and resume take the history from checkpoint.pt; each checkpoint rewrites it)
+    metrics.json     written last: its presence marks a finished run; derived from the checkpoint, so a resume
+                     that trains further writes it anew (load_run and evaluate refuse a damaged one)
     eval-*.json      evaluations the run cache keeps beside the run (``vmivae.runs.run_cache``); also any
                      evaluation of this run written here (``vmivae evaluate RUN --out RUN/eval.json``)
     .vmivae.lock     while a process trains, resumes or evaluates it (``vmivae.runs.runlock``)
@@ -27,6 +29,7 @@ and judged three: strictly to load or resume a run (``vmivae.runs.stored``), as 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +102,9 @@ class RunFolder:
     @classmethod
     def existing(cls, path: str | Path) -> RunFolder:
         """A path that must be an existing run folder (config.json + checkpoint.pt)."""
+        if not isinstance(path, (str, os.PathLike)):
+            shown = f"{path!r} ({type(path).__name__})" if len(repr(path)) <= 40 else f"a {type(path).__name__}"
+            raise CheckpointError(f"a run folder path (a string or pathlib.Path) was expected, got {shown}; pass the --out folder of a vmivae train run")
         folder = cls(path)
         path = folder.path
         if path.exists() and not path.is_dir():

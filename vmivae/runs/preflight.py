@@ -17,7 +17,7 @@ import torch
 
 from ..config import Config
 from ..datasets import ImageData
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, OutputError
 from ..models import check_image_shape
 from ..perf import distributed
 from ..trainer import Trainer
@@ -50,7 +50,11 @@ def as_path(path: Any, what: str) -> Path | None:
         return None
     if not isinstance(path, (str, os.PathLike)) or not str(path).strip():
         raise ConfigError(f"{what} must be a folder path (a string or pathlib.Path), got {path!r}")
-    return Path(path).expanduser()  # "~/runs" means the home folder, as in a shell
+    try:
+        return Path(path).expanduser()  # "~/runs" means the home folder, as in a shell
+    except RuntimeError:  # ~name of no user (pathlib cannot tell whose home it is)
+        user = str(path)[1:].split("/", 1)[0].split(os.sep, 1)[0]
+        raise OutputError(f"{what} {path} starts with ~{user}, but there is no user {user!r} whose home it could be; give the full path") from None
 
 
 def check_args(threads: Any, meta: Any = None) -> None:

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputError
+from ..errors import OutputError, resume_command
 from .files import os_reason
 from .folder import RunFolder
 
@@ -74,7 +74,8 @@ class RunWriter:
         if self.started:
             return None
         if self.step is not None and self.finished:
-            return f"this session reached no checkpoint, so nothing of it was kept and the finished run in {self.folder.path} is unchanged (step {self.step})"
+            return (f"this session reached no checkpoint, so nothing of it was kept and the finished run in {self.folder.path} is unchanged "
+                    f"(step {self.step}); resume with: {resume_command(self.folder.path)} --set steps=N to train it further")
         if self.step is None and self.previous:
             return (f"this run reached no checkpoint, so nothing of it was kept and the {self.previous} run in {self.folder.path} "
                     "that it was to replace is unchanged")

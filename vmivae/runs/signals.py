@@ -56,3 +56,23 @@ def interrupt_outside_loop(detail: dict):
 
     with _handling(handler):
         yield
+
+
+@contextlib.contextmanager
+def interrupt_as(make):
+    """Around a command's work: SIGINT/SIGTERM raise ``make(signum)`` (an :class:`~vmivae.errors.Interrupted`) at once.
+    Yields a dict: while ``state["defer"]`` is true (an output being written) a signal is only noted in
+    ``state["signum"]``, so that the write finishes whole and the caller says so. A no-op outside the main thread."""
+    state = {"defer": False, "signum": None}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(signum, frame):
+        if state["defer"]:
+            state["signum"] = signum
+            return
+        raise make(signum)
+
+    with _handling(handler):
+        yield state
