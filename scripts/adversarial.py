@@ -10,7 +10,7 @@ runs built once, and is judged by an oracle, in this order:
 * ``misleading message``: the wrong exit status, or a message without the words that name the problem;
 * ``ok`` otherwise.
 
-    .venv/bin/python scripts/adversarial.py --out results/adversarial/ [--quick] [--only WORD] [--jobs N]
+    .venv/bin/python scripts/adversarial.py --out results/adversarial/ [--quick] [--only WORD ...] [--rerun CASES_CSV] [--jobs N]
 
 writes ``cases.csv`` (case, class, outcome, seconds, first line of message) and ``summary.md`` (counts per
 outcome and every case that is not ok). ``--quick`` runs a handful of cases that need no trained run.
@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 OUTCOMES = ("ok", "misleading message", "traceback", "data loss", "hang")
+SIGNAL_GRACE = 120.0  # seconds a case has to exit once it was sent its signal, however long the wait for the moment took
 SMOKE = ["--profile", "smoke", "--set", "steps=4", "--set", "log_every=2", "--set", "checkpoint_every=2", "--quiet"]
 # Python API cases run inside this: a VMIVAEError is printed as the command prints it and exits 2, success exits 0,
 # anything else keeps its traceback (exit 1)
@@ -128,6 +129,13 @@ def hashes(folder: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------- one case
 
 
+def _default_signals() -> None:
+    """In the case's process before it starts: SIGINT and SIGTERM as a terminal gives them. A harness started from a background
+    shell has SIGINT ignored, and an ignored disposition is inherited: the case would never see the Ctrl-C it is sent."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _fill(text: str, places: dict[str, str]) -> str:
     for key, value in places.items():
         text = text.replace("{" + key + "}", value)
@@ -153,16 +161,20 @@ def run_case(case: Case, fixtures: dict[str, Path], scratch: Path) -> dict[str, 
     env = {**os.environ, "HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1", "VMIVAE_DATA": str(ROOT / "data"), **case.env}
     started = time.perf_counter()
     process = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                               text=True, errors="replace", start_new_session=True)
-    hung = False
+                               text=True, errors="replace", start_new_session=True, preexec_fn=_default_signals)
+    hung, signalled = False, None
     if case.signal is not None:
         signum, when = case.signal
         while process.poll() is None and time.perf_counter() - started < case.timeout and not when(tmp, process.pid):
             time.sleep(0.02)
         if process.poll() is None:
             process.send_signal(signum)
+            signalled = time.perf_counter()
+    left = case.timeout - (time.perf_counter() - started)
+    if signalled is not None:  # the wait for the moment to signal may take most of the timeout: the answer to it gets its own
+        left = max(left, SIGNAL_GRACE)
     try:
-        out, err = process.communicate(timeout=max(1.0, case.timeout - (time.perf_counter() - started)))
+        out, err = process.communicate(timeout=max(1.0, left))
     except subprocess.TimeoutExpired:
         hung = True
         os.killpg(process.pid, signal.SIGKILL)
@@ -174,7 +186,8 @@ def run_case(case: Case, fixtures: dict[str, Path], scratch: Path) -> dict[str, 
     wanted = (case.rc,) if isinstance(case.rc, int) else case.rc
     missing = [w for w in case.says if _fill(w, places).lower() not in text.lower()]
     if hung:
-        outcome, why = "hang", f"no exit within {case.timeout:.0f} s"
+        outcome, why = "hang", f"no exit within {time.perf_counter() - started:.0f} s" + \
+            (f" ({time.perf_counter() - signalled:.0f} s after the signal)" if signalled is not None else "")
     elif changed:
         outcome, why = "data loss", f"changed or removed: {', '.join(changed[:4])}"
     elif "Traceback" in err:
@@ -192,8 +205,9 @@ def run_case(case: Case, fixtures: dict[str, Path], scratch: Path) -> dict[str, 
 
 
 def _message(lines: list[str]) -> str:
-    """The line that says what happened: an error line, else a traceback's last line, else the first line."""
-    for line in lines:
+    """The line that says what happened: the last of vmivae's own lines (after a signal's notice, its final word), else a
+    traceback's last line, else the first line."""
+    for line in reversed(lines):
         if line.startswith("vmivae: "):
             return line
     if any(line.startswith("Traceback") for line in lines):
@@ -208,14 +222,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="results/adversarial", help="folder for cases.csv and summary.md")
     parser.add_argument("--quick", action="store_true", help="only the few cases that need no trained run (seconds)")
-    parser.add_argument("--only", default=None, help="only cases whose name or class holds this text")
+    parser.add_argument("--only", action="append", default=None, help="only cases whose name or class holds this text (repeatable: any)")
+    parser.add_argument("--rerun", default=None, metavar="CASES_CSV", help="only the cases not ok in this earlier cases.csv (and any --only)")
     parser.add_argument("--jobs", type=int, default=3, help="cases run at the same time (default: 3)")
     parser.add_argument("--work", default=None, help="folder for fixtures and case folders (default: a new temporary one)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from adversarial_cases import all_cases
 
-    cases = [c for c in all_cases() if (c.quick or not args.quick) and (args.only is None or args.only in c.name or args.only in c.group)]
+    redo = None
+    if args.rerun is not None:
+        with open(args.rerun, newline="") as f:
+            redo = {r["case"] for r in csv.DictReader(f) if r["outcome"] != "ok"}
+    wanted = lambda c: (args.only is None and redo is None) or (redo is not None and c.name in redo) or \
+        any(w in c.name or w in c.group for w in args.only or ())  # noqa: E731
+    cases = [c for c in all_cases() if (c.quick or not args.quick) and wanted(c)]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), "case names repeat"
     work = Path(args.work or tempfile.mkdtemp(prefix="vmivae-adversarial-"))

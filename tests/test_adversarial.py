@@ -43,3 +43,21 @@ def test_the_oracle_tells_a_hang_data_loss_and_a_misleading_message(tmp_path, mo
     outcomes = {c.name: run_case(c, fixtures, tmp_path)["outcome"] for c in cases}
     assert outcomes == {"sleeps": "hang", "wipes": "data loss", "says nothing useful": "misleading message", "raises a bug": "traceback",
                         "fine": "ok"}
+
+
+def test_a_case_gets_the_signals_a_terminal_gives_even_from_a_harness_that_ignores_sigint(tmp_path, monkeypatch):
+    """A harness started from a background shell ignores SIGINT; its cases must not inherit that, or a Ctrl-C case hangs."""
+    import signal
+
+    import adversarial
+
+    imports = "    import numpy as np, torch, vmivae\n    from vmivae.errors import VMIVAEError\n"
+    monkeypatch.setattr(adversarial, "WRAPPER", adversarial.WRAPPER.replace(imports, "    class VMIVAEError(Exception): pass\n"))
+    check = ("import signal\nif signal.getsignal(signal.SIGINT) is not signal.default_int_handler "
+             "or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:\n    raise VMIVAEError('inherited')")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        row = run_case(Case("signals", "t", code=check, rc=0, fixtures=()), {}, tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert row["outcome"] == "ok", row
