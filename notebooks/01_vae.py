@@ -76,9 +76,10 @@ nb = setup(
     "01", profile, device, seed, workers, runs_dir, figures_dir
 )  # seeds, run cache, figures/01_<name>.png
 loop_steps = loop_steps or {"smoke": 5}.get(profile, 300)
-# The text describes the book's run (seed 0) and asserts its claims about it; the smoke profile's
-# 30 steps only check that the chapter runs, so what needs training is asserted at the other
-# profiles. With another seed (exercise 1.2) the printed numbers are the answer.
+# The text describes the book's run (seed 0) and asserts its claims about it;
+# the smoke profile's 30 steps only check that the chapter runs, so what needs
+# training is asserted at the other profiles. With another seed (exercise 1.2)
+# the printed numbers are the answer.
 as_written = profile != "smoke" and seed == 0
 
 # %% [markdown]
@@ -354,7 +355,8 @@ kl_last = curve["kl_cont"].tail(25).mean()
 print(
     f"{run.metrics['steps']} steps at batch {run.config.batch_size}, "
     f"{run.metrics['images_per_second']:.0f} images/s on {run.metrics['device']}\n"
-    f"reconstruction MSE {recon_first:.3f} (first 5 steps), {recon_last:.3f} (last 5); "
+    f"reconstruction MSE {recon_first:.3f} (first 5 steps), "
+    f"{recon_last:.3f} (last 5);\n"
     f"KL {kl_half:.1f} nats (second half) and {kl_last:.1f} (last 25 steps)"
 )
 assert recon_last < recon_first / 2, "the caption: the reconstruction error falls"
@@ -421,9 +423,9 @@ kl_dims = torch.tensor(result["kl_per_dim"]).sort(descending=True).values
 active = int((kl_dims > 0.01).sum())
 half_in = int((kl_dims.cumsum(0) < kl_dims.sum() / 2).sum()) + 1  # the fewest dims
 print(
-    f"active dims (KL > 0.01 nats): {active} of {D}; KL {kl_dims.sum():.1f} nats in "
-    f"all, half of it in the {half_in} largest dims;\nlargest "
-    f"{kl_dims[0]:.2f}, smallest {kl_dims[-1]:.3f} nats; test reconstruction MSE "
+    f"active dims (KL > 0.01 nats): {active} of {D};\nKL {kl_dims.sum():.1f} nats in "
+    f"all, half of it in the {half_in} largest dims; largest "
+    f"{kl_dims[0]:.2f},\nsmallest {kl_dims[-1]:.3f} nats; test reconstruction MSE "
     f"{result['recon_mse']:.4f}"
 )
 if seed == 0:  # the book's run, at every profile

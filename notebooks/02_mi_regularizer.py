@@ -78,9 +78,10 @@ from vmivae.teaching.show import show_code
 
 nb = setup("02", profile, device, seed, workers, runs_dir, figures_dir)
 loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
-# The text describes the book's runs (seed 0, the paper's lambda) and asserts its claims about
-# them at every profile but smoke, whose 30 steps only check that the chapter runs. With another
-# seed or weight (exercises 2.2 and 2.3) the printed numbers are the answer.
+# The text describes the book's runs (seed 0, the paper's lambda) and asserts
+# its claims about them at every profile but smoke, whose 30 steps only check
+# that the chapter runs. With another seed or weight (exercises 2.2 and 2.3)
+# the printed numbers are the answer.
 as_written = profile != "smoke" and seed == 0 and lambda_cont == 0.0005
 
 # %% [markdown]

@@ -80,9 +80,10 @@ from vmivae.teaching.show import show_code
 
 nb = setup("03", profile, device, seed, workers, runs_dir, figures_dir)
 loop_steps = loop_steps or {"smoke": 2}.get(profile, 100)
-# The text describes the book's runs (seed 0, the paper's lambda) and asserts its claims about
-# them at every profile but smoke, whose 30 steps only check that the chapter runs. With another
-# seed or weight (exercise 3.3) the printed numbers are the answer.
+# The text describes the book's runs (seed 0, the paper's lambda) and asserts
+# its claims about them at every profile but smoke, whose 30 steps only check
+# that the chapter runs. With another seed or weight (exercise 3.3) the printed
+# numbers are the answer.
 as_written = profile != "smoke" and seed == 0 and lambda_cat == 0.01
 
 # %% [markdown]
@@ -169,7 +170,7 @@ floor_at = {  # the fraction of training after which the temperature is at its f
 print(
     f"this profile: {config.steps} steps; the temperature falls by "
     f"exp(-{config.tau_rate} t),\n"
-    f"refreshed every {config.tau_interval} steps, to a floor of {config.tau_min}, "
+    f"refreshed every {config.tau_interval} steps, to a floor of {config.tau_min},\n"
     "reached after "
     + " and ".join(f"{v:.0%} of training for {k}" for k, v in floor_at.items())
 )
@@ -414,13 +415,13 @@ codes_end = {n: int(r.history["codes_used"].dropna().iloc[-1]) for n, r in runs.
 baseline_ce = runs["baseline"].history["ce_cat"].tail(100).mean()
 baseline_mi = results["baseline"]["mi"]["categorical"]["nats"]
 print(
-    f"codes used at the end: {codes_end}; the baseline's Q: CE {baseline_ce:.3f} nats "
+    f"codes used at the end: {codes_end};\nthe baseline's Q: CE {baseline_ce:.3f} nats "
     f"(log 10 = 2.303), MI(c; x~) measured {baseline_mi:.3f} nats"
 )
 if seed == 0:  # the book's runs, at every profile
     assert codes_end["baseline"] >= 8, "the caption: the baseline's argmax spreads"
     assert baseline_ce > 2.2, "the caption: Q cannot predict c from the image"
-if as_written:  # smoke's 30 steps leave the decoder's untrained use of c (0.2 nats seen)
+if as_written:  # after smoke's 30 steps the decoder still uses c (0.2 nats seen)
     assert baseline_mi < 0.1, "the caption: its decoder ignores c"
 nb.glue(**{f"ch3_codes_{n.split()[0]}": v for n, v in codes_end.items()})
 if as_written:
@@ -517,7 +518,7 @@ for name, r in runs.items():
     keeps[name] = most_common_share(digits.T), most_common_share(digits)
     print(
         f"{name:>16}: a column keeps its digit in {keeps[name][0]:.0%} of the "
-        f"categories, a row in {keeps[name][1]:.0%} of the Gaussian codes"
+        f"categories,\n{'':>18}a row in {keeps[name][1]:.0%} of the Gaussian codes"
     )
 column, row = keeps["true bound"]
 nb.glue(ch3_column_keeps=100 * column, ch3_row_keeps=100 * row)

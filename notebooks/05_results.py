@@ -74,7 +74,7 @@ labels = {name: v["label"] for name, v in meta["variants"].items()}
 print(
     f"{meta['runs']} runs on {meta['hardware']}, {meta['date']}, torch "
     f"{meta['torch']};\ncommand: {meta['command']}, "
-    f"{meta['wall_seconds_this_call'] / 60:.0f} minutes; "
+    f"{meta['wall_seconds_this_call'] / 60:.0f} minutes;\n"
     f"training time summed over runs {meta['train_seconds_sum'] / 3600:.1f} h"
 )
 grid = [runs[k].nunique() for k in ("variant", "seed", "dataset")]

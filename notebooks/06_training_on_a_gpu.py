@@ -725,7 +725,7 @@ full = make_config("vmi-joint", "full")
 seen = full.steps * full.batch_size
 print(
     f"full profile: {full.steps:,} steps of {full.batch_size} on {full.dataset}, lr "
-    f"{full.lr:g}: {seen / 1e6:.1f} million images, {seen / 60_000:.0f} epochs of the "
+    f"{full.lr:g}:\n{seen / 1e6:.1f} million images, {seen / 60_000:.0f} epochs of the "
     f"60,000 training digits"
 )
 estimate = {
@@ -788,7 +788,7 @@ if not on_gpu and Path(results_dir).is_dir():
     display(means.rename(columns=names))
     print(
         f"the true bound on reconstructions (vmi-joint), mean of "
-        f"{true_bound.seed.nunique()} seeds, {meta['hardware']}, {meta['date']}: "
+        f"{true_bound.seed.nunique()} seeds,\n{meta['hardware']}, {meta['date']}: "
         f"{true_bound.steps.max() / full.steps:.1%} of the full budget"
     )
 

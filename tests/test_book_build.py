@@ -121,6 +121,19 @@ def test_every_number_the_prose_quotes_is_glued_by_its_chapter(smoke_build):
     assert quoted_anywhere
 
 
+def test_what_the_chapters_print_fits_the_books_column(smoke_build):
+    """Printed lines (a cell's stdout, shown in a <pre>) of at most 87 characters: a wider one would hide behind
+    a horizontal scroll bar in the book. Figure captions and tables are HTML and wrap."""
+    wide = []
+    for path in sorted((smoke_build["build"] / "executed").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for c in nb.cells:
+            for o in c.get("outputs", []) if c.cell_type == "code" else []:
+                if o.get("output_type") == "stream" and o.get("name") == "stdout":
+                    wide += [(path.stem, line) for line in o["text"].splitlines() if len(line) > 87]
+    assert not wide, wide
+
+
 def test_without_a_repository_url_the_book_has_no_launch_or_repository_buttons(smoke_build, tmp_path):
     html = (smoke_build["html"] / "executed" / "01_vae.html").read_text(encoding="utf-8")
     assert "launch-buttons" not in html and "mybinder.org" not in html and "colab.research" not in html

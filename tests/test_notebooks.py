@@ -116,6 +116,9 @@ def test_run_all_names_a_failing_notebook(tmp_path):
 
 def test_code_cells_fit_the_books_column():
     """Code lines of at most 88 characters: a wider line would hide behind a horizontal scroll bar in the book."""
+    import jupytext
+
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py")):
-        long = [i for i, line in enumerate(path.read_text().splitlines(), 1) if not line.startswith("#") and len(line) > 88]
-        assert not long, f"{path.name}: lines {long} are longer than 88 characters"
+        code = [line for cell in jupytext.read(path).cells if cell.cell_type == "code" for line in cell.source.splitlines()]
+        long = [line for line in code if len(line) > 88]  # comments included: they show in the cell too
+        assert not long, f"{path.name}: code lines longer than 88 characters: {long}"
