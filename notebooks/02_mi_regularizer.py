@@ -129,7 +129,8 @@ exercises.check("gaussian_cross_entropy", gaussian_cross_entropy)
 #     mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor
 # ) -> torch.Tensor:
 #     """Exercise 2.1: -log N(z; mean, std^2), summed over the dims, batch mean."""
-#     nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
+#     std = log_std.exp()
+#     nll = 0.5 * ((z - mean) / std) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
 #     return nll.sum(dim=1).mean()
 # ```
 # For a $Q$ that predicts $\text{mean} = z$ up to a residual spread $\sigma$, the expectation is

@@ -132,7 +132,9 @@ exercises.check("gumbel_softmax", gumbel_softmax)
 # ````{admonition} Solution
 # :class: dropdown
 # ```python
-# def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
+# def gumbel_softmax(
+#     logits: torch.Tensor, tau: float, u: torch.Tensor
+# ) -> torch.Tensor:
 #     """Exercise 3.1: softmax((logits + g) / tau), g = -log(-log u), u ~ U(0, 1)."""
 #     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
 #     return torch.softmax((logits + g) / tau, dim=-1)

@@ -474,7 +474,10 @@ print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} m
 # :class: dropdown
 # ```python
 # def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-#     """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b), unequal variances."""
+#     """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b).
+#
+#     Unequal variances: the Welch-Satterthwaite degrees of freedom.
+#     """
 #     from scipy import stats
 #
 #     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)

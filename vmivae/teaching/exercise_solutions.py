@@ -18,11 +18,14 @@ def gaussian_cross_entropy(
     mean: torch.Tensor, log_std: torch.Tensor, z: torch.Tensor
 ) -> torch.Tensor:
     """Exercise 2.1: -log N(z; mean, std^2), summed over the dims, batch mean."""
-    nll = 0.5 * ((z - mean) / log_std.exp()) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
+    std = log_std.exp()
+    nll = 0.5 * ((z - mean) / std) ** 2 + log_std + 0.5 * np.log(2 * np.pi)
     return nll.sum(dim=1).mean()
 
 
-def gumbel_softmax(logits: torch.Tensor, tau: float, u: torch.Tensor) -> torch.Tensor:
+def gumbel_softmax(
+    logits: torch.Tensor, tau: float, u: torch.Tensor
+) -> torch.Tensor:
     """Exercise 3.1: softmax((logits + g) / tau), g = -log(-log u), u ~ U(0, 1)."""
     g = -torch.log(-torch.log(u.clamp(1e-10, 1 - 1e-7)))
     return torch.softmax((logits + g) / tau, dim=-1)
@@ -47,7 +50,10 @@ def mi_from_confusion(prior: np.ndarray, confusion: np.ndarray) -> float:
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b), unequal variances."""
+    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b).
+
+    Unequal variances: the Welch-Satterthwaite degrees of freedom.
+    """
     from scipy import stats
 
     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
