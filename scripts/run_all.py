@@ -186,9 +186,8 @@ def work_done(runs_dir: Path, before: tuple[set, set], seconds: float) -> dict[s
 
 
 def cache_state(runs_dir: Path) -> tuple[set, set]:
-    from vmivae.runs.folder import EVALUATIONS
-
-    return finished_runs(runs_dir), finished_runs(runs_dir, EVALUATIONS)
+    # the run cache writes its evaluations as eval-<budget>-<paths>.json (a run folder may hold other JSON)
+    return finished_runs(runs_dir), finished_runs(runs_dir, "eval-*.json")
 
 
 def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None) -> None:
