@@ -95,8 +95,9 @@ nb = setup("04", profile, device, seed, workers, runs_dir, figures_dir)
 # was fitted on the run's training batches, the fine-tuning and the last fit use fresh samples and the
 # refits and the choices the validation set, and the number reported comes from a third, separate set of
 # fresh samples (with $H(c)$ exact on the generation path). A better start and a solved last layer only
-# make the bound tighter for the same work: about 200 steps instead of 500 (a bare decoder, which has no
-# $Q$, starts from random weights). The 95% intervals are percentile
+# make the bound tighter for less work: at most 300 steps instead of 500 (a bare decoder, which has no
+# $Q$, starts from random weights; `scripts/bench_mi.py` times both budgets and compares every
+# component's bound). The 95% intervals are percentile
 # {term}`bootstrap confidence interval`s over the evaluation samples; `vmivae.measure.mi.estimate_mi_refits` repeats
 # whole fits over seeds when the spread between $Q$ fits matters more. The per-sample cross-entropies
 # that everything rests on:

@@ -193,3 +193,28 @@ def test_estimation_leaves_the_callers_rng_alone():
     torch.manual_seed(123)
     estimate_mi(ConfusedChannel(0.3), LatentSpec(2, 10), settings="smoke")
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_the_reconstruction_source_encodes_each_image_once_and_keeps_its_codes(smoke_runs):
+    """Q's training draws the same real images many times; the frozen encoder is run once per image and the
+    codes drawn are exactly the encoder's hard codes of those images (posterior mean, argmax category)."""
+    from vmivae import load
+
+    vae = load_run(smoke_runs["paper-joint"]).vae.eval()
+    images = load("mnist-5k", "test").images[:100]
+    encoded = []
+
+    def encode(x):
+        encoded.append(len(x))
+        return vae.encode(x)
+
+    source = Source(vae.decode, vae.latent, torch.device("cpu"), encode, images)
+    torch.manual_seed(0)
+    for _ in range(20):  # 1,280 draws of 100 images
+        source.batch(64)
+    assert sum(encoded) == 100
+    with torch.no_grad():
+        mu, _, logits = vae.encode(images[40:50])
+        _, k, z = source.batch(10, start=40)
+    assert sum(encoded) == 100
+    assert torch.allclose(z, mu, atol=1e-5) and torch.equal(k, logits.argmax(1))

@@ -81,7 +81,7 @@ class EstimatorSettings:
 
 SETTINGS = {
     "smoke": EstimatorSettings(max_steps=30, min_steps=10, batch_size=64, eval_every=10, n_val=256, n_eval=512, n_boot=200, amp="auto", n_fit=1000),
-    "quick": EstimatorSettings(max_steps=200, min_steps=80, batch_size=64, head_lr=1e-2, eval_every=40, patience=2, noise_z=2.0, n_val=500,
+    "quick": EstimatorSettings(max_steps=300, min_steps=120, batch_size=64, head_lr=1e-2, eval_every=60, patience=2, noise_z=2.0, n_val=500,
                                n_eval=3000, amp="auto", ema=0.95, n_fit=3000),
     "full": EstimatorSettings(max_steps=5000, min_steps=500, batch_size=256, eval_every=250, n_val=5000, n_eval=20000, n_fit=20000),
     # the quick budget before warm starts and the noise-aware stop: a fresh Q for all 500 steps

@@ -43,10 +43,29 @@ class Source:
             z, c = sample_prior(self.latent, n, self.device, generator)
         else:
             index = torch.arange(start, start + n) if start is not None else torch.randint(len(self.images), (n,))
-            mu, _, logits = self.encode(self.images[index].to(self.device))
-            z, c = mu, None if logits is None else torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float()
+            z, c = self._codes(index)
         x = self.decode(self.latent.join(z, c)).detach()
         return x, (None if c is None else c.argmax(1)), z
+
+    def _codes(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's hard codes (posterior means, one-hot argmax) of ``images[index]``. Each image is encoded once
+        and its codes kept: Q's training draws the same images many times, and the frozen encoder gives them the
+        same codes every time (a drawn batch then costs a decode, not an encode as well)."""
+        if not hasattr(self, "_z"):
+            self._z, self._k, self._known = None, None, torch.zeros(len(self.images), dtype=torch.bool)
+        new = index[~self._known[index]].unique()
+        if len(new):
+            mu, _, logits = self.encode(self.images[new].to(self.device))
+            if self._z is None:
+                self._z = mu.new_zeros(len(self.images), mu.shape[1])
+                self._k = None if logits is None else torch.zeros(len(self.images), dtype=torch.long, device=mu.device)
+            self._z[new.to(mu.device)] = mu
+            if logits is not None:
+                self._k[new.to(mu.device)] = logits.argmax(1)
+            self._known[new] = True
+        on = index.to(self._z.device)
+        k = None if self._k is None else torch.nn.functional.one_hot(self._k[on], self.latent.categorical).float()
+        return self._z[on], k
 
     def passes(self, n: int, chunk: int = 500) -> list:
         """Chunks of the fixed set of ``n`` samples, decoded once and kept (the same ones on every call)."""
