@@ -22,6 +22,30 @@ def _data_root(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("VMIVAE_DATA", os.environ.get("VMIVAE_TEST_DATA") or str(tmp_path_factory.getbasetemp() / "data"))
 
 
+@pytest.fixture
+def run_cli(capsys):
+    """Run the ``vmivae`` command in this process: ``run_cli(*args)`` gives ``(exit code, its first 'vmivae: error:' line,
+    or all of stderr when there is none)``; a traceback on stderr fails the test."""
+    from vmivae.cli import main
+
+    def run(*args):
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        lines = [line for line in err.splitlines() if line.startswith("vmivae: error:")]
+        return code, (lines[0] if lines else err)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A finished 3-step smoke run of paper-joint, trained once per test module; a test that changes it copies it first."""
+    path = tmp_path_factory.mktemp("run") / "run"
+    vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"steps": 3}), out=path, progress=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def smoke_runs(tmp_path_factory):
     """``{preset: run_dir}`` of real smoke-profile runs of the two paper presets and their baselines."""

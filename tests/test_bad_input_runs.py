@@ -18,24 +18,8 @@ from test_faults import Background, cli, files, one_error, train_args
 
 import vmivae
 import vmivae.runs.files as run_files
-from vmivae.cli import main
 from vmivae.errors import CheckpointError, OutputError, RunInUseError
 from vmivae.runs.folder import LOCK, RunFolder
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("vmivae: error:")]
-    assert "Traceback" not in err
-    return code, (lines[0] if lines else err)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    path = tmp_path_factory.mktemp("run") / "run"
-    vmivae.fit(vmivae.make_config("paper-joint", "smoke", {"steps": 3}), out=path, progress=False)
-    return path
 
 
 @pytest.fixture
@@ -109,7 +93,7 @@ RESUMED_ANYWAY = {"metrics empty", "metrics steps", "metrics seconds", "metrics 
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
-def test_a_damaged_run_file_is_named_by_load_resume_and_evaluate(run_copy, tmp_path, capsys, case):
+def test_a_damaged_run_file_is_named_by_load_resume_and_evaluate(run_copy, tmp_path, capsys, case, run_cli):
     damage, message = DAMAGE[case]
     damage(run_copy)
     before = files(run_copy)
@@ -118,18 +102,18 @@ def test_a_damaged_run_file_is_named_by_load_resume_and_evaluate(run_copy, tmp_p
     text = str(info.value)
     assert text.startswith(str(run_copy)) and message in text and text.count("; ") <= 2, text
     assert "restore" in text and ("train the run again" in text or "retrain" in text or "vmivae that wrote it" in text), text
-    code, line = run_cli(capsys, "evaluate", run_copy, "--out", tmp_path / "e.json", "--profile", "smoke")
+    code, line = run_cli("evaluate", run_copy, "--out", tmp_path / "e.json", "--profile", "smoke")
     assert code == 2 and message in line, line
     assert not (tmp_path / "e.json").exists()
     if case not in RESUMED_ANYWAY:
-        code, line = run_cli(capsys, "train", "--resume", run_copy, "--set", "steps=5")
+        code, line = run_cli("train", "--resume", run_copy, "--set", "steps=5")
         assert code == 2 and message in line, line
         assert files(run_copy) == before  # nothing written, no lock left behind
 
 
-def test_an_image_shape_that_disagrees_with_the_dataset_names_config_json(run_copy, capsys):
+def test_an_image_shape_that_disagrees_with_the_dataset_names_config_json(run_copy, capsys, run_cli):
     edit_json("config.json", image_shape=[3, 32, 32])(run_copy)
-    code, line = run_cli(capsys, "train", "--resume", run_copy, "--set", "steps=5")
+    code, line = run_cli("train", "--resume", run_copy, "--set", "steps=5")
     assert code == 2 and f"{run_copy}/config.json says the run was trained on (3, 32, 32) images but mnist-5k holds (1, 28, 28) images" in line
     assert "restore config.json from a copy" in line
 

@@ -83,6 +83,27 @@ def resume_command(run_dir) -> str:
     return f"vmivae train --resume {shlex.quote(str(run_dir))}"
 
 
+def shown(value, *, typed: bool = False) -> str:
+    """A value in words for a one-sentence message, short and on one line.
+
+    An array by its shape (``a tensor of shape [3]``); ``None``, a number, a string or a short one-line list as
+    written, cut at 40 characters, and with its type when ``typed`` (``42 (int)``: an argument of the wrong
+    type); anything else by its type (``a dict``).
+    """
+    if value is None:
+        return "None"
+    shape = getattr(value, "shape", None)
+    if shape is not None and not isinstance(value, (str, bytes, int, float)):
+        return f"a {'tensor' if type(value).__name__ == 'Tensor' else type(value).__name__} of shape {list(shape)}"
+    scalar = isinstance(value, (bool, int, float, complex, str, bytes))
+    text = repr(value) if scalar or (isinstance(value, list) and not typed) else ""
+    if "\n" in text or len(text) > 40:
+        text = "" if typed or isinstance(value, list) else text[:37] + "..."
+    if not text:
+        return f"a {type(value).__name__}"
+    return f"{text} ({type(value).__name__})" if typed else text
+
+
 def unknown_name(kind: str, name: str, valid: list[str] | tuple[str, ...]) -> str:
     """Message for an unknown name, with the closest valid names first.
 

@@ -15,7 +15,7 @@ from dataclasses import fields
 
 import torch
 
-from ..errors import CheckpointError, ConfigError, DataError, VMIVAEError, unknown_name
+from ..errors import CheckpointError, ConfigError, DataError, VMIVAEError, shown, unknown_name
 from ..latents import LatentSpec, sample_prior
 from ..models import VAE, check_image_shape
 
@@ -24,15 +24,6 @@ MAX_SEED = 2**63 - 1
 INTS = {"max_steps": 1, "min_steps": 0, "batch_size": 2, "eval_every": 1, "patience": 1, "n_val": 2, "n_eval": 2, "n_boot": 1, "seed": 0}
 REALS = {"lr": (0.0, False), "head_lr": (0.0, True), "tol": (0.0, True), "noise_z": (0.0, True), "ema": (0.0, True)}  # (lowest, allowed)
 AMP = ("none", "auto", "bf16")
-
-
-def _what(value) -> str:
-    """``None``, a short value with its type (``42 (int)``), or the type alone for anything long (a tensor, a list)."""
-    if value is None:
-        return "None"
-    if isinstance(value, (bool, int, float, complex, str, bytes)) and len(repr(value)) <= 40:
-        return f"{value!r} ({type(value).__name__})"
-    return f"a {type(value).__name__}"
 
 
 def settings(value, budgets: dict, budget_names_only: bool = False):
@@ -47,7 +38,7 @@ def settings(value, budgets: dict, budget_names_only: bool = False):
         return budgets[value]
     if budget_names_only or not isinstance(value, type(quick)):
         also = "" if budget_names_only else " or a vmivae.measure.mi.EstimatorSettings"
-        raise ConfigError(f"settings must name an MI estimator budget ({', '.join(budgets)}){also}, got {_what(value)}")
+        raise ConfigError(f"settings must name an MI estimator budget ({', '.join(budgets)}){also}, got {shown(value, typed=True)}")
     for f in fields(value):
         v, default = getattr(value, f.name), getattr(quick, f.name)
         example = f"the quick budget has {f.name}={default!r}"
@@ -80,14 +71,14 @@ def _model(model, device):
     if isinstance(model, (Run, VAE)) or (callable(model) and not isinstance(model, type)):
         return model
     raise ConfigError(f"model must be a Run, a run folder (as vmivae.load_run reads it), a VAE, or a decoder function with latent=LatentSpec(...), "
-                      f"got {_what(model) if not isinstance(model, type) else 'the class ' + model.__name__}")
+                      f"got {shown(model, typed=True) if not isinstance(model, type) else 'the class ' + model.__name__}")
 
 
 def _run_matches_config(run) -> None:
     """A Run's networks must be those its config describes (a Run put together by hand may mix two runs)."""
     config, vae, q = run.config, run.vae, run.q
     if not isinstance(vae, VAE) or vae.latent != config.latent:
-        have = vae.latent if isinstance(vae, VAE) else _what(vae)
+        have = vae.latent if isinstance(vae, VAE) else shown(vae, typed=True)
         raise CheckpointError(f"the Run's VAE has {have} but its config describes {config.latent}; load the run again with vmivae.load_run(path)")
     comps = config.components
     want = (config.categorical if comps.categorical else 0, len(comps.dims))
@@ -149,7 +140,7 @@ def probe(decode, latent: LatentSpec, device: torch.device, encode=None, images=
             raise ConfigError(f"the decoder failed on latents of shape {tuple(codes.shape)} ({latent.continuous} Gaussian values, then a "
                               f"{latent.categorical or 0}-way one-hot) with {type(exc).__name__}: {first}; make latent= match the decoder's input") from exc
     if not isinstance(x, torch.Tensor):
-        raise ConfigError(f"the decoder returned {_what(x)}, not images; it must return a torch tensor [B, C, H, W]")
+        raise ConfigError(f"the decoder returned {shown(x, typed=True)}, not images; it must return a torch tensor [B, C, H, W]")
     if not x.dtype.is_floating_point:
         raise ConfigError(f"the decoder returned {x.dtype} values; return float images, e.g. x.float() / 127.5 - 1 for pixels 0..255")
     if x.dim() != 4 or x.shape[0] != n:
@@ -179,7 +170,7 @@ def estimate_args(model, latent, path, data_, eval_data, settings_, device, budg
         raise ConfigError(unknown_name("path", path, paths))
     s = settings(settings_, budgets)
     if latent is not None and not isinstance(latent, LatentSpec):
-        raise ConfigError(f"latent must be a vmivae.latents.LatentSpec, e.g. LatentSpec(continuous=2, categorical=10), got {_what(latent)}")
+        raise ConfigError(f"latent must be a vmivae.latents.LatentSpec, e.g. LatentSpec(continuous=2, categorical=10), got {shown(latent, typed=True)}")
     model = _model(model, device)
     if isinstance(model, Run):
         _run_matches_config(model)
@@ -237,7 +228,7 @@ def evaluate_args(run, train, test, settings_, paths, budgets: dict, valid_paths
     if len(set(paths)) != len(paths):
         raise ConfigError(f"paths {tuple(paths)} names a path twice; name each once, e.g. paths=('generation', 'reconstruction')")
     if not isinstance(run, (Run, str, os.PathLike)):
-        raise ConfigError(f"run must be a Run or a run folder (as vmivae.load_run reads it), got {_what(run)}")
+        raise ConfigError(f"run must be a Run or a run folder (as vmivae.load_run reads it), got {shown(run, typed=True)}")
     run = run if isinstance(run, Run) else load_run(run)
     _run_matches_config(run)
     if run.config.dataset == "custom" and (train is None or test is None):

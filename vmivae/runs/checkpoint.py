@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, shown
 from ..steps import METRICS
 from .files import Writer, os_reason
 
@@ -68,16 +68,6 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def shown(value: Any) -> str:
-    """A stored value in words, short and on one line."""
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {list(value.shape)}"
-    text = repr(value) if value is None or isinstance(value, (bool, int, float, str, list)) else ""
-    if isinstance(value, list) and ("\n" in text or len(text) > 40):
-        text = ""
-    return (text if len(text) <= 40 else text[:37] + "...") if text else f"a {type(value).__name__}"
 
 
 def damaged(path: Path, what: str, fix: str = "restore the file from a copy or train the run again") -> CheckpointError:

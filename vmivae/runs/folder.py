@@ -43,6 +43,7 @@ from .stored import check_info, check_metrics
 CONFIG, CHECKPOINT, HISTORY, METRICS = "config.json", "checkpoint.pt", "history.csv", "metrics.json"
 RUN_FILES = (CONFIG, CHECKPOINT, HISTORY, METRICS)
 EVALUATIONS = "*.json"  # evaluations kept beside the run: the run cache's eval-*.json, vmivae evaluate's --out RUN/eval.json
+CACHED_EVALUATIONS = "eval-*.json"  # those the run cache writes (RunFolder.evaluation_path)
 LOCK = ".vmivae.lock"
 OLD_PROBE = ".vmivae-write-test"  # left by earlier versions' writability probe
 
@@ -160,7 +161,7 @@ class RunFolder:
 
     def evaluation_file(self, settings: str, paths: tuple[str, ...]) -> Path:
         """Where the run cache keeps this run's evaluation with MI estimator ``settings`` on MI ``paths``."""
-        return self.path / f"eval-{settings}-{'-'.join(paths)}.json"
+        return self.path / CACHED_EVALUATIONS.replace("*", f"{settings}-{'-'.join(paths)}")
 
     def read_evaluation(self, settings: str, paths: tuple[str, ...]) -> dict[str, Any]:
         return json.loads(self.evaluation_file(settings, paths).read_text())

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import FIELDS, LEVER_KEYS, OPERATIONAL_KEYS, Config, from_dict
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, shown
 from ..models import check_image_shape
-from .checkpoint import damaged, is_int, is_number, shown
+from .checkpoint import damaged, is_int, is_number
 
 RESUMABLE_KEYS = ("steps", "device", "data_root", "log_every", "checkpoint_every")  # may change on resume
 # a run's config names every key that decides what it computes (the KL levers came later and default to off)
