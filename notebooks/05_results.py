@@ -30,8 +30,9 @@
 # ```{admonition} Learning objectives
 # :class: tip
 # After this chapter you can
-# * read a result over seeds: every seed, the mean, and a 95% interval, and say whether a difference is
-#   resolved by a {term}`Welch interval`;
+# * read a result over seeds: every seed, the mean, and a 95% interval that stays inside the metric's
+#   range, and compare two variants seed by seed (a {term}`paired comparison`);
+# * say what three seeds can and cannot decide once a whole table of comparisons is tested together;
 # * state which of the paper's claims our measurements reproduce, on which data and at which budget;
 # * place the method among published unsupervised clustering results and say what each of them uses.
 # ```
@@ -47,12 +48,12 @@ workers = 2  # parallel training processes
 runs_dir = "../runs"  # the run cache, shared by the chapters
 figures_dir = "../figures"  # figures are saved here as 05_<name>.png
 results_dir = "../results/study"  # the study's result files
+gaussian_dir = "../results/gaussian-mi"  # the Gaussian model's study
 
 # %%
 import numpy as np
 import pandas as pd
 from IPython.display import display
-from scipy import stats
 
 from vmivae import make_config, plots
 from vmivae.measure import study
@@ -79,7 +80,8 @@ print(
 )
 grid = [runs[k].nunique() for k in ("variant", "seed", "dataset")]
 assert grid + [meta["runs"], len(runs)] == [5, 3, 2, 30, 30], "the text: 5 x 3 x 2 runs"
-assert len(study.COLUMNS) == 9, "the takeaways: nine measurements a run"
+measured = [m for m in study.COLUMNS if m in runs]
+assert len(measured) == 9, "the takeaways: nine measurements a run"
 nb.glue(ch5_study_minutes=meta["wall_seconds_this_call"] / 60)
 pd.DataFrame(
     [
@@ -120,7 +122,8 @@ pd.DataFrame(
 # ## Does the code find the digits?
 #
 # Test accuracy of the categorical code as a clustering (Hungarian matching), every seed as a dot, the
-# mean with its t-based 95% interval as a diamond:
+# mean with its 95% bootstrap interval as a diamond (an interval of a mean of accuracies cannot leave
+# [0, 1]; with three seeds it spans little more than the seeds themselves):
 
 # %%
 order = list(meta["variants"])
@@ -172,7 +175,10 @@ nb.show(
 )
 
 # %% [markdown]
-# Every metric, mean and 95% interval over the seeds:
+# Every metric, mean and 95% interval over the seeds. Each interval is a percentile {term}`bootstrap
+# confidence interval` of the mean over the seeds: it resamples the observed values, so it stays inside
+# their range and inside the metric's (codes used between 0 and 10, accuracies between 0 and 1), where a
+# $t$ interval from three seeds can reach "3.7 [-1.5, 8.8] codes used". What each interval is:
 
 # %%
 summary = study.summarize(runs)
@@ -189,16 +195,28 @@ table = cells.pivot_table(
     aggfunc="first",
     sort=False,
 )
-metrics = list(study.COLUMNS)
+metrics = [m for m in study.COLUMNS if m in table]
+print(*summary["interval"].unique())
+inside = [
+    (lo is None or r.ci_low >= lo) and (hi is None or r.ci_high <= hi)
+    for r in summary.itertuples()
+    for lo, hi in [study.RANGES[r.metric]]
+]
+assert all(inside), "every interval inside its metric's range"
 display(table[metrics[:4]])  # the code as a clustering
 table[metrics[4:]]  # MI, the linear probe and the reconstruction
 
 # %% [markdown]
-# ## Which differences are resolved?
+# ## Differences, seed by seed
 #
-# For each objective, minus the baseline, per metric: the difference of the means and its Welch 95%
-# interval. `resolved` marks the differences that three seeds separate from seed-to-seed noise. Read the
-# others as "no measurable effect at this budget", not as a small one.
+# Every objective trains with the same three seeds, so each seed gives a *pair* of runs that share their
+# initial weights and batches, and the difference within a pair is free of what the seed did to both.
+# For each objective minus the baseline, per metric: the mean of the three paired differences, its 95%
+# percentile bootstrap interval, and the exact two-sided sign-flip p-value (under "no difference" each
+# seed's sign is a coin flip, so there are $2^3 = 8$ equally likely patterns). `same_sign` marks the
+# differences with the same sign in every seed, which is when the bootstrap interval excludes zero. It
+# is the most three seeds can show: the smallest possible p is $2/8 = 0.25$. Read a difference of mixed
+# sign as "no measurable effect at this budget", not as a small one.
 
 # %%
 contrasts = pd.DataFrame(
@@ -214,7 +232,9 @@ contrasts = pd.DataFrame(
         for m in ("hungarian", "nmi", "codes_used", "mi_categorical")
     ]
 )
-contrasts.set_index(["dataset", "variant", "metric"])
+assert contrasts["p"].min() >= 0.25, "the smallest p of three seeds"
+nb.glue(ch5_min_p=contrasts["p"].min())
+contrasts.drop(columns="interval").set_index(["dataset", "variant", "metric"])
 
 # %% [markdown]
 # And the correction against the paper's own objective:
@@ -226,17 +246,93 @@ pd.DataFrame(
         for d in dict.fromkeys(runs["dataset"])
         for m in ("hungarian", "nmi", "codes_used", "recon_mse")
     ]
-).set_index(["dataset", "metric"])
+).drop(columns="interval").set_index(["dataset", "metric"])
+
+# %% [markdown]
+# ## The Gaussian model: does the term choose its dimensions?
+#
+# The paper's first model has no code: 32 Gaussian dimensions, with the MI bound on $z_0$ and $z_1$ only
+# (preset `paper-gaussian`). Its claim is that the term makes *those* dimensions informative. The joint
+# study cannot answer it (there the code takes the bound's weight), so a second study trains the Gaussian
+# model with and without the term, with the same three seeds on both datasets at the same budget, and
+# measures every dimension's MI; `rank_z0` is $z_0$'s place among the 32 (1: the most informative).
+# Its cost is read from the reconstruction error and from the median MI of all 32 dimensions.
+
+# %%
+gauss, _, gauss_meta = study.read_results(gaussian_dir)
+print(
+    f"{gauss_meta['runs']} runs, {gauss_meta['date']}, "
+    f"{gauss_meta['wall_seconds_this_call'] / 60:.0f} minutes on {gauss_meta['hardware']}"
+)
+g_metrics = ["mi_z0", "mi_z1", "rank_z0", "rank_z1", "mi_gaussian_median", "recon_mse"]
+g_summary = study.summarize(gauss, g_metrics)
+g_table = g_summary.assign(
+    cell=[
+        f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+        for m, lo, hi in zip(g_summary["mean"], g_summary["ci_low"], g_summary["ci_high"])
+    ]
+).pivot_table(
+    index=["dataset", "variant"], columns="metric", values="cell", aggfunc="first", sort=False
+)
+g_table[g_metrics]
+
+# %% [markdown]
+# The MI term against the baseline, seed by seed:
+
+# %%
+g_contrasts = pd.DataFrame(
+    [
+        {"dataset": d, "metric": m, **study.contrast(gauss, "vmi", "baseline", m, d)}
+        for d in dict.fromkeys(gauss["dataset"])
+        for m in g_metrics
+    ]
+).drop(columns="interval")
+g = g_contrasts.set_index(["dataset", "metric"])
+g_mean = g_summary.set_index(["dataset", "variant", "metric"])["mean"]
+for d, tag in {"mnist-5k": "5k", "mnist": "full"}.items():
+    for m in ("mi_z0", "mi_z1"):
+        up = g.loc[(d, m)]
+        assert up["same_sign"] and up["difference"] > 0, "text: raised in every seed"
+    assert g.loc[(d, "rank_z0"), "same_sign"], "text: z0 ranks higher in every seed"
+    assert g.loc[(d, "rank_z0"), "difference"] < 0, "text: z0 ranks higher"
+    for m in ("recon_mse", "mi_gaussian_median"):
+        assert not g.loc[(d, m), "same_sign"], "text: no cost of one sign"
+    assert abs(g.loc[(d, "recon_mse"), "difference"]) < 0.001, "text: MSE within 0.001"
+    nb.glue(
+        **{
+            f"ch5_g_{m}_{v}_{tag}": g_mean[d, v, m]
+            for m in ("mi_z0", "mi_z1", "rank_z0", "rank_z1")
+            for v in ("baseline", "vmi")
+        }
+    )
+assert (gauss[gauss.variant == "baseline"]["rank_z1"] == 1).any(), "text: z1 first"
+g
+
+# %% [markdown]
+# At this budget the term does what the paper says, in every seed on both datasets: $z_0$ carries
+# {glue:text}`ch5_g_mi_z0_vmi_full:.2f` nats on full MNIST against the baseline's
+# {glue:text}`ch5_g_mi_z0_baseline_full:.2f`, and moves from place {glue:text}`ch5_g_rank_z0_baseline_full:.0f`
+# to place {glue:text}`ch5_g_rank_z0_vmi_full:.0f` of 32 on average ({glue:text}`ch5_g_mi_z0_baseline_5k:.2f`
+# to {glue:text}`ch5_g_mi_z0_vmi_5k:.2f` nats, place {glue:text}`ch5_g_rank_z0_baseline_5k:.0f` to
+# {glue:text}`ch5_g_rank_z0_vmi_5k:.0f` on mnist-5k); $z_1$ rises too ({glue:text}`ch5_g_mi_z1_baseline_full:.2f`
+# to {glue:text}`ch5_g_mi_z1_vmi_full:.2f` nats on full MNIST). Which dimension a baseline seed makes
+# informative is chance: one of its seeds already has $z_1$ first. The cost is not measurable here: the
+# reconstruction error moves by less than 0.001 and the median MI of the 32 dimensions moves both ways
+# across seeds. Three seeds again cannot pass a test at 5%; this is the same sign in every seed.
 
 # %% [markdown]
 # ## The claims, one by one
 #
 # The paper's claims that a measurement can decide, with our verdict for the paper's objective and for the
-# corrected one (`true-bound`, preset `vmi-joint`), per dataset. A claim counts as reproduced where the
-# Welch interval of the difference from the baseline lies above zero.
+# corrected one (`true-bound`, preset `vmi-joint`), per dataset, and the budget each was measured at.
+# The twelve rows are tested as one family: a claim counts as **reproduced** where Holm's correction
+# keeps the family-wise error at 5% and still rejects "no difference from the baseline". With three seeds
+# no row can pass (twelve tests, each p at least 0.25), so the table says where the effect has **the
+# same sign in every seed**, and that is a description of three seeds, not evidence at 5%.
 
 # %%
 verdicts = study.verdicts(runs)
+assert not (verdicts["verdict"] == "reproduced").any(), "the text: no row can pass"
 verdicts.set_index(["claim", "objective", "dataset"])
 
 # %% [markdown]
@@ -245,7 +341,7 @@ verdicts.set_index(["claim", "objective", "dataset"])
 # %%
 mean = summary.set_index(["dataset", "variant", "metric"])["mean"]
 tags = {"mnist-5k": "5k", "mnist": "full"}
-quoted = {}
+quoted, gain_of = {}, {}
 for d, tag in tags.items():
     for v in ("baseline", "paper", "true-bound"):
         for m in ("mi_categorical", "hungarian"):
@@ -255,33 +351,42 @@ for d, tag in tags.items():
     quoted |= {
         f"ch5_gain_{k}_{tag}": gain[k] for k in ("difference", "ci_low", "ci_high")
     }
+    gain_of[d] = gain["difference"]
 codes = runs.groupby("variant")["codes_used"]
 for v in ("paper", "true-bound"):
     short = v.split("-")[0]
     quoted |= {f"ch5_codes_{short}_{f}": getattr(codes, f)()[v] for f in ("min", "max")}
 z0 = runs[runs.variant == "baseline"]["mi_z0"]
-published = [accuracy for _, accuracy, _ in study.PUBLISHED_MNIST_ACCURACY]
+published = [entry[1] for entry in study.PUBLISHED_MNIST_ACCURACY]  # (method, accuracy, ...)
 nb.glue(**quoted, ch5_z0_min=z0.min(), ch5_z0_max=z0.max())
 nb.glue(ch5_published_min=min(published), ch5_published_max=max(published))
 print(pd.Series(quoted).rename(lambda k: k.removeprefix("ch5_")).round(3).to_string())
 
 
-def interval(variant, metric, d, reference="baseline"):
+def raised(variant, metric, d, reference="baseline"):
+    """The paired difference from the reference is positive in every seed."""
     c = study.contrast(runs, variant, reference, metric, d)
-    return c["ci_low"], c["ci_high"]
+    return c["same_sign"] and c["difference"] > 0
+
+
+def lowered(variant, metric, d, reference="baseline"):
+    c = study.contrast(runs, variant, reference, metric, d)
+    return c["same_sign"] and c["difference"] < 0
 
 
 for d in tags:
     assert abs(mean[d, "baseline", "mi_categorical"]) < 0.05, "verdict: about 0"
     for v in order[1:]:
-        assert interval(v, "mi_categorical", d)[0] > 0, "verdict: c is informative"
-        low, high = interval(v, "mi_z0", d)
-        assert low <= 0 <= high, "verdict: no objective moves z0 resolvably"
-    for v in ("paper", "generation", "both-true-bound"):
-        low, high = interval(v, "hungarian", d)
-        assert low <= 0 <= high, "verdict: it does not cluster better"
-    assert interval("true-bound", "hungarian", d)[0] > 0, "verdict: the true bound does"
+        assert raised(v, "mi_categorical", d), "verdict: c is informative, every seed"
+        assert not raised(v, "mi_z0", d), "verdict: no objective raises z0 in every seed"
+    for v in ("paper", "generation"):
+        assert not raised(v, "hungarian", d), "verdict: it does not cluster better"
+    assert raised("true-bound", "hungarian", d), "verdict: the true bound does"
+    both = study.contrast(runs, "both-true-bound", "baseline", "hungarian", d)
+    assert both["difference"] < gain_of[d] / 2, "verdict: both paths, less than half"
     assert mean[d, "true-bound", "hungarian"] < min(published) - 0.3, "verdict: far"
+assert lowered("paper", "hungarian", "mnist"), "verdict: lower on full MNIST"
+assert lowered("true-bound", "mi_z0", "mnist"), "verdict: z0 lower, every seed"
 by_seed = runs.pivot_table(
     index=["dataset", "seed"], columns="variant", values="codes_used"
 )
@@ -292,36 +397,42 @@ assert spread.max() >= 0.05, "chapter 3: accuracies move by several points"
 # %% [markdown]
 # ```{admonition} Verdict
 # :class: important
-# Read with the tables above; {glue:text}`ch5_steps` training steps per run, 3 seeds, test split. Chance
-# accuracy is about {glue:text}`ch5_chance_5k:.2f` on mnist-5k's 1,000 test digits and
-# {glue:text}`ch5_chance_full:.2f` on MNIST's 10,000 (random codes, Hungarian matching). Every number
-# below is printed above, and checked there against the claim it supports.
+# Read with the tables above; {glue:text}`ch5_steps` training steps per run (about
+# {glue:text}`ch5_epochs:.0f` epoch of full MNIST), 3 seeds, test split. Chance accuracy is about
+# {glue:text}`ch5_chance_5k:.2f` on mnist-5k's 1,000 test digits and {glue:text}`ch5_chance_full:.2f` on
+# MNIST's 10,000 (random codes, Hungarian matching). With 3 seeds no claim can pass a test at 5% (the
+# smallest paired p is {glue:text}`ch5_min_p:.2f`), so "every seed" below describes these 3 seeds at this
+# budget; 6 seeds per variant are the fewest that could decide a single comparison. Every number below is
+# printed above, and checked there against the claim it supports.
 #
-# * **The MI term makes the categorical code informative: reproduced.** Categorical MI (generation path,
-#   nats, of at most $\log 10 = 2.30$) rises from about 0 for the baseline ({glue:text}`ch5_mi_baseline_5k:.3f`
-#   on mnist-5k, {glue:text}`ch5_mi_baseline_full:.3f` on mnist) to {glue:text}`ch5_mi_paper_5k:.2f` and
-#   {glue:text}`ch5_mi_paper_full:.2f` with the paper's objective, and to {glue:text}`ch5_mi_true_5k:.2f` and
-#   {glue:text}`ch5_mi_true_full:.2f` with the true bound; all four Welch intervals lie above zero.
-# * **The categorical code captures digit identity: not reproduced with the paper's objective, reproduced
-#   with the true bound.** The paper's objective collapses the code onto {glue:text}`ch5_codes_paper_min`
-#   to {glue:text}`ch5_codes_paper_max` of its 10 categories and its Hungarian accuracy
-#   ({glue:text}`ch5_hungarian_paper_5k:.3f` on mnist-5k, {glue:text}`ch5_hungarian_paper_full:.3f` on mnist)
-#   cannot be told from the baseline's ({glue:text}`ch5_hungarian_baseline_5k:.3f`,
-#   {glue:text}`ch5_hungarian_baseline_full:.3f`). The true bound keeps {glue:text}`ch5_codes_true_min` or
-#   {glue:text}`ch5_codes_true_max` of the 10 categories in use and reaches
-#   {glue:text}`ch5_hungarian_true_5k:.3f` and {glue:text}`ch5_hungarian_true_full:.3f`:
+# * **The MI term makes the categorical code informative: higher than the baseline in every seed, for
+#   every objective, on both datasets.** Categorical MI (generation path, nats, of at most
+#   $\log 10 = 2.30$) rises from about 0 for the baseline ({glue:text}`ch5_mi_baseline_5k:.3f` on
+#   mnist-5k, {glue:text}`ch5_mi_baseline_full:.3f` on mnist) to {glue:text}`ch5_mi_paper_5k:.2f` and
+#   {glue:text}`ch5_mi_paper_full:.2f` with the paper's objective, and to
+#   {glue:text}`ch5_mi_true_5k:.2f` and {glue:text}`ch5_mi_true_full:.2f` with the true bound.
+# * **The categorical code captures digit identity: not with the paper's objective; with the true bound,
+#   better than the baseline in every seed, and far from the published methods.** The paper's objective
+#   collapses the code onto {glue:text}`ch5_codes_paper_min` to {glue:text}`ch5_codes_paper_max` of its 10
+#   categories; its Hungarian accuracy ({glue:text}`ch5_hungarian_paper_5k:.3f` on mnist-5k,
+#   {glue:text}`ch5_hungarian_paper_full:.3f` on mnist) is not above the baseline's
+#   ({glue:text}`ch5_hungarian_baseline_5k:.3f`, {glue:text}`ch5_hungarian_baseline_full:.3f`) in every
+#   seed, and on full MNIST it is below it in all three. The true bound keeps
+#   {glue:text}`ch5_codes_true_min` or {glue:text}`ch5_codes_true_max` categories in use and reaches
+#   {glue:text}`ch5_hungarian_true_5k:.3f` and {glue:text}`ch5_hungarian_true_full:.3f`: paired gains of
 #   +{glue:text}`ch5_gain_difference_5k:.3f` [{glue:text}`ch5_gain_ci_low_5k:.3f`,
 #   {glue:text}`ch5_gain_ci_high_5k:.3f`] and +{glue:text}`ch5_gain_difference_full:.3f`
-#   [{glue:text}`ch5_gain_ci_low_full:.3f`, {glue:text}`ch5_gain_ci_high_full:.3f`] over the baseline. That is
-#   far from the published {glue:text}`ch5_published_min:.2f` to {glue:text}`ch5_published_max:.2f` of the
-#   methods below, at a budget of about {glue:text}`ch5_epochs:.0f` epoch of full MNIST. The generation path
-#   alone and both paths together make the code informative without making it cluster better
-#   (intervals include zero).
-# * **The chosen Gaussian dimensions $z_0, z_1$ become informative: not reproduced against this baseline.**
+#   [{glue:text}`ch5_gain_ci_low_full:.3f`, {glue:text}`ch5_gain_ci_high_full:.3f`], still far from the
+#   published {glue:text}`ch5_published_min:.2f` to {glue:text}`ch5_published_max:.2f` below. The
+#   generation path alone makes the code informative without raising the accuracy in every seed; both
+#   paths together gain less than half of what the true bound gains.
+# * **The chosen Gaussian dimensions $z_0, z_1$ become informative: not in the joint model against this
+#   baseline; in the Gaussian model, higher than the baseline in every seed.**
 #   The baseline's $z_0$ already carries {glue:text}`ch5_z0_min:.1f` to {glue:text}`ch5_z0_max:.1f` nats (a
-#   dimension the KL leaves active carries information either way), and no objective moves it by a
-#   resolved amount. Chapter 2 finds the same for the Gaussian model at the quick budget: the term names
-#   $z_0$ and $z_1$, but did not make both stand out there either.
+#   dimension the KL leaves active carries information either way). No objective raises it in every
+#   seed, and on full MNIST the true bound lowers it in all three. **In the Gaussian model, where the
+#   bound is on $z_0, z_1$ alone, the term raises both in every seed on both datasets**, at no
+#   measurable reconstruction cost (the section above).
 # * **The informative Gaussian dimensions capture style, and traversals are more interpretable:
 #   untested.** Chapters 2 and 3 show traversals, but MNIST has no style labels and we have no measure of
 #   interpretability; on the shapes data below, where the factors are known, one seed per model shows what
@@ -333,7 +444,10 @@ assert spread.max() >= 0.05, "chapter 3: accuracies move by several points"
 #
 # Unsupervised accuracy of a 10-way code. The published numbers come from full MNIST and long training,
 # as their authors report them (not rerun here); each uses something this model does not (a mixture prior,
-# a GAN, augmentations). Ours are the study's, over three seeds.
+# a GAN, augmentations). They are not measured alike: the `protocol` column says, as far as the quoted
+# number tells, which images were scored (some train and score on all 70,000 MNIST images, we score on
+# the test split) and whether it is one run, a selected run or a mean. Ours are means over the study's
+# three seeds with their 95% bootstrap intervals.
 
 # %%
 study.published_comparison(
@@ -451,44 +565,43 @@ pd.DataFrame(
 # | data | full MNIST / Fashion-MNIST | the 5,000 embedded MNIST digits by default; full MNIST in the study | works offline |
 
 # %% [markdown]
-# ```{admonition} Exercise 5.1: a Welch interval
-# Write `welch_interval(a, b)`: the 95% interval for the difference of the means of two small samples with
-# unequal variances (Welch's $t$ with the Welch-Satterthwaite degrees of freedom), as the tables above use.
+# ```{admonition} Exercise 5.1: an exact paired test
+# Write `sign_flip_p(d)`: the two-sided p-value of the paired differences `d` (one per seed) under "no
+# difference", where each seed's sign is a coin flip: the share of all $2^n$ sign patterns whose mean is
+# at least as far from zero as the observed one. It is the `p` of the tables above.
 # ```
 
 
 # %%
-def welch_interval(a, b):
+def sign_flip_p(d):
     raise NotImplementedError  # your lines here
 
 
-exercises.check("welch_interval", welch_interval)
-t_two = stats.t.ppf(0.975, 2)  # Student's t at 2 degrees of freedom
-assert f"{t_two:.1f}" == "4.3", "the solution's remark: 4.3 at 2 degrees of freedom"
+exercises.check("sign_flip_p", sign_flip_p)
+smallest = {n: 2 / 2**n for n in (3, 5, 6)}  # every seed the same sign
+assert smallest[5] > 0.05 > smallest[6], "the solution's remark: 6 seeds"
 one_run = runs[runs.dataset == "mnist-5k"]["train_seconds"].mean() / 60  # minutes
-nb.glue(ch5_run_minutes=one_run, ch5_t_two=t_two)  # exercises 5.1 and 5.2
-print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} min")
+nb.glue(ch5_run_minutes=one_run)  # exercise 5.2
+print(f"smallest p: {smallest}; an mnist-5k run of the study: {one_run:.1f} min")
 
 # %% [markdown]
 # ````{admonition} Solution
 # :class: dropdown
 # ```python
-# def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-#     """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b).
+# def sign_flip_p(d: np.ndarray) -> float:
+#     """Exercise 5.1: the exact two-sided sign-flip p-value of paired differences d.
 #
-#     Unequal variances: the Welch-Satterthwaite degrees of freedom.
+#     Under "no difference" each seed's sign is a coin flip.
 #     """
-#     from scipy import stats
+#     import itertools
 #
-#     va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-#     # the Welch-Satterthwaite degrees of freedom
-#     dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-#     half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
-#     diff = a.mean() - b.mean()
-#     return diff - half, diff + half
+#     signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+#     flipped = np.abs((signs * d).mean(axis=1))  # every sign pattern
+#     return float(np.mean(flipped >= abs(d.mean()) - 1e-12))
 # ```
-# With three seeds per side the degrees of freedom are small (2 to 4), so $t_{0.975}$ is large ({glue:text}`ch5_t_two:.1f` at 2
-# degrees of freedom): three seeds resolve only large effects.
+# When every seed has the same sign, only that pattern and its mirror image are as extreme: $p = 2/2^n$,
+# 0.25 for 3 seeds, 0.0625 for 5 and 0.031 for 6. A single comparison needs 6 seeds to reach 5%, and a
+# family of twelve under Holm's correction needs 9.
 # ````
 #
 # ```{admonition} Exercise 5.2: a study of your own
@@ -502,8 +615,8 @@ print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} m
 # :class: dropdown
 # Mostly, and not always: a 95% interval for the *mean* is narrower than the spread of single seeds, so a
 # new seed can land outside it without contradicting it. Pool the new seeds with the old ones and the
-# standard errors narrow by about $\sqrt{3/5}$ (the intervals a little more, as $t_{0.975}$ falls with
-# the degrees of freedom).
+# bootstrap intervals narrow; a difference with the same sign in all 5 seeds reaches $p = 0.0625$, still
+# short of 5% (Exercise 5.1).
 # ```
 #
 # ```{admonition} Exercise 5.3 (discussion)
@@ -522,9 +635,9 @@ print(f"t(0.975, 2) = {t_two:.2f}; an mnist-5k run of the study: {one_run:.1f} m
 #
 # ## Key takeaways
 #
-# * The study is data: 5 objectives x 3 seeds x 2 datasets, each run with 9 measurements, and every
-#   difference reported with its Welch interval; read an unresolved difference as "no measurable effect at
-#   this budget".
+# * The study is data: 5 objectives x 3 seeds x 2 datasets, each run with 9 measurements. Variants are
+#   compared seed by seed, with intervals that stay in the metric's range and exact tests; three seeds can
+#   show an effect of the same sign in every seed, never one that passes a test at 5%.
 # * The MI term does make the code informative. With the paper's objective on reconstructions that code
 #   collapses and does not cluster better than no MI term at all; with the true bound $H(q(c)) - \mathrm{CE}$
 #   it keeps {glue:text}`ch5_codes_true_min` or {glue:text}`ch5_codes_true_max` categories in use and

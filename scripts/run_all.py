@@ -12,8 +12,8 @@ to the GitHub repository) gives the book a repository button and Binder and Cola
 notebook page, pointing at the repository's ``notebooks/``; unset, the book has none. ``--book-only``
 rebuilds the book from the notebooks executed earlier, without running any.
 
-``--profile study`` first runs the study (``vmivae.measure.study``: hours on a 2-core CPU) and writes its result
-files to ``results/study``, then executes the notebooks under the ``quick`` profile: the results chapter
+``--profile study`` first runs the studies (``vmivae.measure.study``: hours on a 2-core CPU) and writes their result
+files to ``results/study`` and ``results/gaussian-mi``, then executes the notebooks under the ``quick`` profile: the results chapter
 reads the study from those files, so every other profile shows the committed study.
 """
 
@@ -186,8 +186,9 @@ def work_done(runs_dir: Path, before: tuple[set, set], seconds: float) -> dict[s
 
 
 def cache_state(runs_dir: Path) -> tuple[set, set]:
-    # the run cache writes its evaluations as eval-<budget>-<paths>.json (a run folder may hold other JSON)
-    return finished_runs(runs_dir), finished_runs(runs_dir, "eval-*.json")
+    from vmivae.runs.folder import CACHED_EVALUATIONS  # the run cache's evaluations (a run folder may hold other JSON)
+
+    return finished_runs(runs_dir), finished_runs(runs_dir, CACHED_EVALUATIONS)
 
 
 def write_generated(book: Path, timings: dict[str, dict[str, float]], profile: str, bench_md: Path | None) -> None:
@@ -336,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         from vmivae.measure.study import load_study, run_study
 
         print("run_all: running the study (long: see the reproducing page for its cost) ...", file=sys.stderr, flush=True)
-        run_study(load_study(), args.runs_dir, RESULTS, workers=args.workers, device=args.device, command="./run_all.sh --profile study")
+        for name, results in (("joint-objectives", RESULTS), ("gaussian-mi", RESULTS.parent / "gaussian-mi")):
+            run_study(load_study(name), args.runs_dir, results, workers=args.workers, device=args.device, command="./run_all.sh --profile study")
         args.profile = "quick"
     build = Path(args.build_dir).resolve()
     selected = notebooks(args.only)

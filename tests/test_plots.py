@@ -121,7 +121,7 @@ def seed_frame():
 
 
 def test_seed_points_draw_every_seed_and_the_mean_with_its_interval(seed_frame, tmp_path):
-    from scipy import stats
+    from vmivae.measure.stats import mean_interval
 
     fig = plots.seed_points(seed_frame, x="variant", y="hungarian", hue="dataset")
     ax = fig.axes[0]
@@ -129,11 +129,12 @@ def test_seed_points_draw_every_seed_and_the_mean_with_its_interval(seed_frame, 
     assert len(dots) == len(seed_frame) == 18
     assert sorted(dots[:, 1]) == pytest.approx(sorted(seed_frame["hungarian"]))  # jittered sideways, never in value
     values = seed_frame[(seed_frame.variant == "paper") & (seed_frame.dataset == "mnist")]["hungarian"].to_numpy()
-    half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+    ci = mean_interval(values)  # the bootstrap interval of the mean: inside [min, max] of the seeds
     means = [line for line in ax.lines if len(line.get_xdata()) == 1]
     assert any(line.get_ydata()[0] == pytest.approx(values.mean()) for line in means)
     bars = [np.asarray(seg) for c in ax.collections if isinstance(c, LineCollection) for seg in c.get_segments()]
-    assert any(abs(seg[:, 1].max() - seg[:, 1].min() - 2 * half) < 1e-9 for seg in bars)
+    assert any(seg[:, 1].min() == pytest.approx(ci.low) and seg[:, 1].max() == pytest.approx(ci.high) for seg in bars)
+    assert values.min() <= ci.low < ci.high <= values.max()
     assert ax.get_ylabel() == "accuracy (Hungarian matching)"
     _check(fig, tmp_path)
     labels = {"baseline": "baseline (lambda = 0)", "paper": "paper: -CE on reconstructions", "true-bound": "true bound: H(c) - CE"}

@@ -49,19 +49,35 @@ def test_a_small_study_writes_its_results(tmp_path):
     assert meta["command"] == "pytest" and meta["runs"] == 2 and meta["hardware"]
 
 
-def test_summary_statistics_are_the_t_interval_over_seeds():
+def test_summary_intervals_stay_in_the_metrics_range_and_contrasts_are_paired_by_seed():
     frame = pd.DataFrame({"dataset": "d", "variant": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
                           **{m: 0.0 for m in COLUMNS}})
     frame.loc[:2, "hungarian"] = [0.5, 0.6, 0.7]
     frame.loc[3:, "hungarian"] = [0.2, 0.21, 0.19]
-    row = summarize(frame, ["hungarian"]).set_index("variant").loc["a"]
-    half = stats.t.ppf(0.975, 2) * 0.1 / math.sqrt(3)
+    frame.loc[:2, "codes_used"] = [1, 2, 8]  # a t interval of these leaves [0, 10]: 3.7 [-4.6, 11.9]
+    summary = summarize(frame, ["hungarian", "codes_used"]).set_index(["variant", "metric"])
+    row = summary.loc[("a", "hungarian")]
     assert row["mean"] == pytest.approx(0.6) and row["sd"] == pytest.approx(0.1) and row["n"] == 3
-    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
+    assert 0.5 <= row["ci_low"] < 0.6 < row["ci_high"] <= 0.7
+    assert row["interval"] == "95% percentile bootstrap CI of the mean over 3 seeds"
+    codes = summary.loc[("a", "codes_used")]
+    half = stats.t.ppf(0.975, 2) * np.std([1, 2, 8], ddof=1) / math.sqrt(3)
+    assert codes["mean"] - half < 0 and 1 <= codes["ci_low"] and codes["ci_high"] <= 8
     separated = contrast(frame, "a", "b", "hungarian", "d")
-    assert separated["difference"] == pytest.approx(0.4) and separated["resolved"]
-    frame.loc[3:, "hungarian"] = [0.4, 0.8, 0.6]  # overlapping seeds: no resolved difference
-    assert not contrast(frame, "a", "b", "hungarian", "d")["resolved"]
+    assert separated["difference"] == pytest.approx(0.4) and separated["same_sign"] and separated["p"] == 0.25
+    frame.loc[3:, "hungarian"] = [0.4, 0.8, 0.6]  # differences +0.1, -0.2, +0.1: mixed signs
+    mixed = contrast(frame, "a", "b", "hungarian", "d")
+    assert not mixed["same_sign"] and mixed["ci_low"] < 0 < mixed["ci_high"] and mixed["p"] == 1.0
+
+
+def test_a_contrast_pairs_runs_by_seed_not_by_row_order():
+    """Seed 0 of one variant is compared with seed 0 of the other, whatever the row order, and a seed only one
+    variant ran is left out."""
+    frame = pd.DataFrame({"dataset": "d", "variant": ["vmi"] * 3 + ["base"] * 4, "seed": [2, 0, 1, 0, 1, 2, 3],
+                          "mi_categorical": [0.6, 1.0, 0.8, 0.01, 0.02, 0.0, 5.0]})
+    c = contrast(frame, "vmi", "base", "mi_categorical", "d")
+    assert c["seeds"] == 3 and c["difference"] == pytest.approx((0.99 + 0.78 + 0.6) / 3)
+    assert 0.6 <= c["ci_low"] < c["ci_high"] <= 0.99 and c["same_sign"] and c["p"] == 0.25
 
 
 def test_missing_results_say_how_to_make_them(tmp_path):
@@ -69,40 +85,51 @@ def test_missing_results_say_how_to_make_them(tmp_path):
         read_results(tmp_path)
 
 
-def test_the_committed_results_are_the_shipped_study():
-    """The book reads results/study: it must hold every run of the shipped grid, with finite numbers."""
-    runs, training, meta = read_results(ROOT / "results" / "study")
+@pytest.mark.parametrize("folder", ["study", "gaussian-mi"])
+def test_the_committed_results_are_the_shipped_study(folder):
+    """The book reads results/study and results/gaussian-mi: each must hold every run of its shipped grid, with finite numbers."""
+    runs, training, meta = read_results(ROOT / "results" / folder)
     study = load_study(meta["study"])
     expected = {(d, v, s) for d, v, s, _ in study.specs()}
     assert set(zip(runs["dataset"], runs["variant"], runs["seed"])) == expected
-    assert np.isfinite(runs[["hungarian", "nmi", "codes_used", "recon_mse"]].to_numpy()).all()
-    assert set(zip(training["dataset"], training["variant"], training["seed"])) == expected
+    assert np.isfinite(runs[["mi_z0", "mi_z1", "linear_probe", "recon_mse"]].to_numpy()).all()
+    if folder == "study":  # the joint model: a code, and its use over training
+        assert np.isfinite(runs[["hungarian", "nmi", "codes_used"]].to_numpy()).all()
+        assert set(zip(training["dataset"], training["variant"], training["seed"])) == expected
     for key in ("hardware", "date", "command", "train_seconds_sum"):
         assert meta[key]
 
 
-def test_verdicts_follow_the_welch_interval():
+def _verdict_frame(values: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for variant, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            rows.append({"dataset": "d", "variant": variant, "seed": seed, "steps": 500, **{m: 0.0 for m in COLUMNS}, "hungarian": v})
+    return pd.DataFrame(rows)
+
+
+def test_three_seeds_describe_and_never_reproduce():
     from vmivae.measure.study import verdicts
 
-    rows = []
-    for variant, values in {"baseline": [0.30, 0.31, 0.29], "paper": [0.28, 0.36, 0.33], "true-bound": [0.50, 0.55, 0.52]}.items():
-        for seed, v in enumerate(values):
-            rows.append({"dataset": "d", "variant": variant, "seed": seed, **{m: 0.0 for m in COLUMNS}, "hungarian": v})
-    table = verdicts(pd.DataFrame(rows)).set_index(["metric", "objective"])
-    assert table.loc[("hungarian", "true-bound"), "verdict"] == "reproduced"
-    assert table.loc[("hungarian", "paper"), "verdict"] == "not reproduced"  # an interval that straddles zero
+    table = verdicts(_verdict_frame({"baseline": [0.30, 0.31, 0.29], "paper": [0.28, 0.36, 0.33], "true-bound": [0.50, 0.55, 0.52]}))
+    table = table.set_index(["metric", "objective"])
+    assert table.loc[("hungarian", "true-bound"), "verdict"] == "same sign in every seed, too few seeds to test"
+    assert table.loc[("hungarian", "true-bound"), "p"] == 0.25 and table.loc[("hungarian", "true-bound"), "p (Holm)"] == 1.0
+    assert table.loc[("hungarian", "paper"), "verdict"] == "not reproduced"  # -0.02, +0.05, +0.04: mixed signs
     assert table.loc[("mi_categorical", "true-bound"), "verdict"] == "not reproduced"  # no difference at all
+    assert (table["budget"] == "500 steps").all()
 
 
-def test_contrast_is_the_welch_interval_computed_by_hand():
-    frame = pd.DataFrame({"dataset": "d", "variant": ["vmi"] * 3 + ["base"] * 3, "seed": [0, 1, 2] * 2,
-                          "mi_categorical": [1.0, 0.8, 0.6, 0.01, 0.02, 0.0]})
-    c = contrast(frame, "vmi", "base", "mi_categorical", "d")
-    va, vb = 0.04 / 3, 0.0001 / 3  # sample variances over n = 3
-    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)  # Welch-Satterthwaite
-    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
-    assert c["difference"] == pytest.approx(0.79)
-    assert (c["ci_low"], c["ci_high"]) == (pytest.approx(0.79 - half), pytest.approx(0.79 + half))
+def test_enough_seeds_reproduce_under_holms_correction():
+    """Six rows in the family: Holm needs p <= 0.05 / 6, which 8 seeds of the same sign give (2 / 2^8 = 0.0078)
+    and 7 do not (0.0156)."""
+    from vmivae.measure.study import verdicts
+
+    for n, expected in ((8, "reproduced"), (7, "same sign in every seed, too few seeds to test")):
+        base = [0.30 + 0.01 * (s % 3) for s in range(n)]
+        table = verdicts(_verdict_frame({"baseline": base, "paper": base, "true-bound": [b + 0.2 for b in base]}))
+        row = table.set_index(["metric", "objective"]).loc[("hungarian", "true-bound")]
+        assert row["verdict"] == expected and row["p"] == pytest.approx(2 / 2**n)
 
 
 @pytest.mark.parametrize("args,message", [(["--datasets", "cifar"], "unknown dataset of study 'joint-objectives' 'cifar'"),

@@ -17,19 +17,19 @@ from .base import MAX_WIDTH, _styled, axis_label
 
 
 def _interval(values: np.ndarray, interval: str) -> tuple[float, float]:
-    """Half-widths below and above the mean: a t-based 95% interval (``"ci95"``) or one sd (``"sd"``)."""
-    from scipy import stats
+    """Distances below and above the mean: its 95% percentile bootstrap interval (``"ci95"``, inside the values'
+    range, so inside the metric's; :func:`vmivae.measure.stats.mean_interval`) or one sd (``"sd"``)."""
+    from ..measure.stats import mean_interval
 
-    n = len(values)
-    if n < 2:
+    if interval not in ("ci95", "sd"):
+        raise ValueError(f"interval must be 'ci95' or 'sd', got '{interval}'")
+    if len(values) < 2:
         return 0.0, 0.0
-    sd = values.std(ddof=1)
     if interval == "sd":
+        sd = values.std(ddof=1)
         return sd, sd
-    if interval == "ci95":
-        half = stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n)
-        return half, half
-    raise ValueError(f"interval must be 'ci95' or 'sd', got '{interval}'")
+    ci = mean_interval(values)
+    return ci.estimate - ci.low, ci.high - ci.estimate
 
 
 def _order(frame: pd.DataFrame, column: str | None, order: Sequence | None) -> list:
@@ -45,7 +45,7 @@ def seed_points(frame: pd.DataFrame, x: str = "variant", y: str = "hungarian", h
                 seed: int = 0) -> Figure:
     """Mean ± interval of ``y`` per ``x`` category (and ``hue`` group), with every row (seed) as a dot.
 
-    ``frame``: one row per run, e.g. ``runs.csv`` of a study. ``interval``: ``"ci95"`` (t-based 95% interval
+    ``frame``: one row per run, e.g. ``runs.csv`` of a study. ``interval``: ``"ci95"`` (95% percentile bootstrap interval
     of the mean, as :func:`vmivae.measure.study.summarize`) or ``"sd"``. ``labels`` renames the categories for the axis.
     ``horizontal`` puts the categories on the y axis; by default it does so when a category name is longer than
     12 characters, so long names are read, not rotated. The dots are jittered sideways only, never in value.
@@ -77,7 +77,7 @@ def seed_points(frame: pd.DataFrame, x: str = "variant", y: str = "hungarian", h
             else:
                 ax.scatter(jitter, values, s=18, color=colour, alpha=0.55, edgecolor="none", zorder=2)
                 ax.errorbar(pos, mean, yerr=[[lo], [hi]], fmt="D", ms=6, color=colour, capsize=4, lw=1.5, zorder=3, label=label)
-    what = "mean ± t 95% interval" if interval == "ci95" else "mean ± sd"
+    what = "mean, 95% bootstrap CI" if interval == "ci95" else "mean ± sd"
     if horizontal:
         ax.set_yticks(range(len(xs)), names)
         ax.invert_yaxis()

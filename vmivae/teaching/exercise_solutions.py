@@ -49,16 +49,13 @@ def mi_from_confusion(prior: np.ndarray, confusion: np.ndarray) -> float:
     return float((joint[nonzero] * np.log(ratio)).sum())
 
 
-def welch_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Exercise 5.1: the 95% Welch interval for mean(a) - mean(b).
+def sign_flip_p(d: np.ndarray) -> float:
+    """Exercise 5.1: the exact two-sided sign-flip p-value of paired differences d.
 
-    Unequal variances: the Welch-Satterthwaite degrees of freedom.
+    Under "no difference" each seed's sign is a coin flip.
     """
-    from scipy import stats
+    import itertools
 
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    # the Welch-Satterthwaite degrees of freedom
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
-    diff = a.mean() - b.mean()
-    return diff - half, diff + half
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+    flipped = np.abs((signs * d).mean(axis=1))  # every sign pattern
+    return float(np.mean(flipped >= abs(d.mean()) - 1e-12))

@@ -94,12 +94,14 @@ def _check_mi_from_confusion(fn) -> str | None:
     return _close(fn(np.full(4, 0.25), eye), math.log(4), "I for a noiseless channel (should be log K)")
 
 
-def _check_welch_interval(fn) -> str | None:
-    from scipy import stats
+def _check_sign_flip_p(fn) -> str | None:
+    from ..measure.stats import sign_flip_p
 
-    a, b = np.array([0.61, 0.55, 0.70]), np.array([0.30, 0.41, 0.35, 0.28])
-    want = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-    return _close(np.asarray(fn(a, b), dtype=float), np.array([want.low, want.high]), "the 95% Welch interval for mean(a) - mean(b)")
+    for d in (np.array([0.21, 0.19, 0.20]), np.array([0.05, -0.02, 0.11, 0.04]), np.array([0.3, -0.1, 0.2, 0.1, 0.25])):
+        problem = _close(float(fn(d)), sign_flip_p(d), f"the two-sided sign-flip p-value of d = {d.tolist()}")
+        if problem:
+            return problem
+    return None
 
 
 EXERCISES = {
@@ -108,7 +110,7 @@ EXERCISES = {
     "gumbel_softmax": Exercise("3.1 a Gumbel-softmax sample", _check_gumbel_softmax),
     "aggregate_entropy": Exercise("3.2 the aggregate code entropy", _check_aggregate_entropy),
     "mi_from_confusion": Exercise("4.1 the MI of a noisy channel", _check_mi_from_confusion),
-    "welch_interval": Exercise("5.1 a Welch interval over seeds", _check_welch_interval),
+    "sign_flip_p": Exercise("5.1 an exact paired test over seeds", _check_sign_flip_p),
 }
 
 
