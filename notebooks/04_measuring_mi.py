@@ -132,12 +132,15 @@ nb.show(
     "on the two validation channels.",
     alt="Paired bars of true and estimated MI for six channel components.",
 )
+never_above = validation["lo"] <= validation["truth"] + 1e-3
+assert never_above.all(), "the text: no interval lies above the truth"
 validation.assign(error=validation["estimate"] - validation["truth"])[
     ["channel", "component", "truth", "estimate", "lo", "hi", "error", "q_steps"]
 ]
 
 # %% [markdown]
-# A lower bound should land at or below the truth (the `error` column is estimate minus truth); a
+# A lower bound should land at or below the truth (the `error` column is estimate minus truth), and
+# here no interval lies above it (the cell checks); a
 # finite training of $Q$ leaves a gap, and a tighter bound needs a better $Q$, never a different formula.
 #
 # ```{admonition} Exercise 4.1: the MI of a noisy channel
