@@ -182,19 +182,26 @@ nb.show(
 
 # %%
 summary = study.summarize(runs)
-cells = summary.assign(
-    cell=[
-        f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
-        for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"])
-    ]
-)
-table = cells.pivot_table(
-    index=["dataset", "variant"],
-    columns="metric",
-    values="cell",
-    aggfunc="first",
-    sort=False,
-)
+
+
+def interval_table(summary):
+    """One cell per (dataset, variant) and metric: "mean [95% interval]"."""
+    cells = summary.assign(
+        cell=[
+            f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
+            for m, lo, hi in summary[["mean", "ci_low", "ci_high"]].to_numpy()
+        ]
+    )
+    return cells.pivot_table(
+        index=["dataset", "variant"],
+        columns="metric",
+        values="cell",
+        aggfunc="first",
+        sort=False,
+    )
+
+
+table = interval_table(summary)
 metrics = [m for m in study.COLUMNS if m in table]
 print(*summary["interval"].unique())
 inside = [
@@ -268,19 +275,7 @@ print(
 )
 g_metrics = ["mi_z0", "mi_z1", "rank_z0", "rank_z1", "mi_gaussian_median", "recon_mse"]
 g_summary = study.summarize(gauss, g_metrics)
-g_table = g_summary.assign(
-    cell=[
-        f"{m:.3f} [{lo:.3f}, {hi:.3f}]"
-        for m, lo, hi in g_summary[["mean", "ci_low", "ci_high"]].to_numpy()
-    ]
-).pivot_table(
-    index=["dataset", "variant"],
-    columns="metric",
-    values="cell",
-    aggfunc="first",
-    sort=False,
-)
-g_table[g_metrics]
+interval_table(g_summary)[g_metrics]
 
 # %% [markdown]
 # The MI term against the baseline, seed by seed:

@@ -33,6 +33,9 @@ class Source:
     def __init__(self, decode: Callable, latent: LatentSpec, device, encode=None, images: torch.Tensor | None = None, fixed_seed: int | None = None):
         self.decode, self.latent, self.device, self.encode, self.images = decode, latent, device, encode, images
         self.fixed_seed = fixed_seed
+        # reconstruction path: each image's hard codes, filled in as images are first drawn (see _codes)
+        self._z = self._k = None
+        self._known = None if images is None else torch.zeros(len(images), dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.images) if self.images is not None else 0
@@ -51,8 +54,6 @@ class Source:
         """The encoder's hard codes (posterior means, one-hot argmax) of ``images[index]``. Each image is encoded once
         and its codes kept: Q's training draws the same images many times, and the frozen encoder gives them the
         same codes every time (a drawn batch then costs a decode, not an encode as well)."""
-        if not hasattr(self, "_z"):
-            self._z, self._k, self._known = None, None, torch.zeros(len(self.images), dtype=torch.bool)
         new = index[~self._known[index]].unique()
         if len(new):
             mu, _, logits = self.encode(self.images[new].to(self.device))

@@ -209,7 +209,7 @@ def contrast(frame: pd.DataFrame, variant: str, reference: str, metric: str, dat
         diff = float(np.mean([a[s] - b[s] for s in shared])) if shared else np.nan
         return {"difference": diff, "ci_low": np.nan, "ci_high": np.nan, "p": np.nan, "seeds": len(shared), "same_sign": False,
                 "interval": "fewer than 2 shared seeds: no interval"}
-    c = stats.paired_difference({s: a[s] for s in shared}, {s: b[s] for s in shared}, _span(metric), name=f"{variant} - {reference}")
+    c = stats.paired_difference(a, b, _span(metric), name=f"{variant} - {reference}")  # paired by seed
     d = np.array([a[s] - b[s] for s in shared])
     return {"difference": c.interval.estimate, "ci_low": c.interval.low, "ci_high": c.interval.high, "p": c.p_value, "seeds": len(shared),
             "same_sign": bool((d > 0).all() or (d < 0).all()), "interval": c.interval.label}

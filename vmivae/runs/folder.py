@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import CheckpointError, OutputError, RunInUseError
+from ..errors import CheckpointError, OutputError, RunInUseError, shown
 from .checkpoint import FORMAT_VERSION, checkpoint_writer, load_checkpoint
 from .files import TEMP, os_reason, remove_stale_temps, write_group, write_json
 from .runlock import RunLock, in_use_message, read_lock
@@ -104,8 +104,8 @@ class RunFolder:
     def existing(cls, path: str | Path) -> RunFolder:
         """A path that must be an existing run folder (config.json + checkpoint.pt)."""
         if not isinstance(path, (str, os.PathLike)):
-            shown = f"{path!r} ({type(path).__name__})" if len(repr(path)) <= 40 else f"a {type(path).__name__}"
-            raise CheckpointError(f"a run folder path (a string or pathlib.Path) was expected, got {shown}; pass the --out folder of a vmivae train run")
+            raise CheckpointError(f"a run folder path (a string or pathlib.Path) was expected, got {shown(path, typed=True)}; "
+                                  "pass the --out folder of a vmivae train run")
         folder = cls(path)
         path = folder.path
         if path.exists() and not path.is_dir():
