@@ -13,8 +13,9 @@ notebook page, pointing at the repository's ``notebooks/``; unset, the book has 
 rebuilds the book from the notebooks executed earlier, without running any.
 
 ``--profile study`` first runs the studies (``vmivae.measure.study``: hours on a 2-core CPU) and writes their result
-files to ``results/study`` and ``results/gaussian-mi``, then executes the notebooks under the ``quick`` profile: the results chapter
-reads the study from those files, so every other profile shows the committed study.
+files to ``results/study``, ``results/gaussian-mi`` and ``results/joint-curves`` (learning curves), then executes
+the notebooks under the ``quick`` profile: the results chapter reads the studies from those files, so every other
+profile shows the committed ones.
 """
 
 from __future__ import annotations
@@ -334,11 +335,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--param expects KEY=VALUE, got '{item}'")
         extra[key] = yaml.safe_load(value)
     if args.profile == "study" and not args.book_only:  # the long runs, then the quick book that shows them
+        from vmivae.measure.curves import run_curves
         from vmivae.measure.study import load_study, run_study
 
         print("run_all: running the study (long: see the reproducing page for its cost) ...", file=sys.stderr, flush=True)
         for name, results in (("joint-objectives", RESULTS), ("gaussian-mi", RESULTS.parent / "gaussian-mi")):
             run_study(load_study(name), args.runs_dir, results, workers=args.workers, device=args.device, command="./run_all.sh --profile study")
+        run_curves(load_study("joint-curves"), args.runs_dir, RESULTS.parent / "joint-curves", workers=args.workers, device=args.device,
+                   command="./run_all.sh --profile study")
         args.profile = "quick"
     build = Path(args.build_dir).resolve()
     selected = notebooks(args.only)

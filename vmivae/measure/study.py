@@ -77,6 +77,7 @@ class Study:
     datasets: dict[str, dict[str, Any]]  # dataset -> config overrides for runs on it
     variants: tuple[Variant, ...]
     estimator: str = "quick"  # the MI estimator's budget for every run (vmivae.measure.mi.SETTINGS)
+    stages: tuple[int, ...] = ()  # a learning-curve study: each run measured at these steps (vmivae.measure.curves)
 
     def specs(self, datasets: list[str] | None = None, seeds: list[int] | None = None) -> list[tuple[str, str, int, RunSpec]]:
         """``(dataset, variant, seed, RunSpec)`` for every run of the grid (optionally a part of it)."""
@@ -103,7 +104,8 @@ def load_study(name: str = "joint-objectives") -> Study:
     data = yaml.safe_load(resources.files("vmivae.measure").joinpath("studies", f"{name}.yaml").read_text())
     variants = tuple(Variant(k, v["preset"], dict(v.get("overrides") or {}), v.get("label", k)) for k, v in data["variants"].items())
     study = Study(name, str(data.get("description", "")).strip(), data["profile"], tuple(data["seeds"]),
-                  {k: dict(v or {}) for k, v in data["datasets"].items()}, variants, data.get("estimator", "quick"))
+                  {k: dict(v or {}) for k, v in data["datasets"].items()}, variants, data.get("estimator", "quick"),
+                  tuple(int(s) for s in data.get("stages") or ()))
     for *_, spec in study.specs():
         spec.config  # noqa: B018 (validates the config; raises ConfigError with one sentence)
     return study
@@ -281,6 +283,10 @@ def _study_command(args) -> int:
         raise ConfigError(f"--workers must be at least 1, got {args.workers}")
     study = load_study(args.name)
     command = "vmivae study " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "vmivae study"
+    if study.stages:  # a learning-curve study
+        from .curves import curves_command
+
+        return curves_command(study, args, command)
     try:
         frame = run_study(study, args.runs_dir, args.results, datasets=args.datasets, seeds=args.seeds, workers=args.workers,
                           device=args.device, command=command, keep_going=args.keep_going)

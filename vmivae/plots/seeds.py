@@ -135,3 +135,42 @@ def codes_used_curves(frame: pd.DataFrame, y: str = "codes_used", *, order: Sequ
     fig.suptitle(title or f"{axis_label(y)} over training: seeds (light), their mean (bold)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(names) - 1) // 3), 1, 1))
     return fig
+
+
+@_styled
+def learning_curves(frame: pd.DataFrame, metrics: Sequence[str] = ("hungarian", "codes_used", "mi_categorical", "recon_mse"), *,
+                    order: Sequence | None = None, labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
+    """Measurements against the training budget: one panel per metric, one colour per variant, a light line per
+    seed and the seeds' mean in bold with a marker at each measured budget; the budget axis doubles per tick.
+
+    ``frame``: columns ``variant, seed, step`` and the metrics (``curves.csv`` of a curve study,
+    :func:`vmivae.measure.curves.read_curves`).
+    """
+    variants = _order(frame, "variant", order)
+    colours = dict(zip(variants, sns.color_palette("deep", len(variants))))
+    ncol = min(2, len(metrics))
+    nrow = -(-len(metrics) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(MAX_WIDTH, 2.7 * nrow + 0.9), squeeze=False, sharex=True)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    steps = sorted(set(frame["step"].astype(int)))
+    for ax, metric in zip(axes.flat, metrics):
+        for variant in variants:
+            rows = frame[frame["variant"] == variant]
+            for _, seed_rows in rows.groupby("seed"):
+                seed_rows = seed_rows.sort_values("step")
+                ax.plot(seed_rows["step"], seed_rows[metric], color=colours[variant], lw=0.8, alpha=0.35)
+            mean = rows.groupby("step")[metric].mean()
+            ax.plot(mean.index, mean.to_numpy(), color=colours[variant], lw=2.2, marker="o", ms=4,
+                    label=str((labels or {}).get(variant, variant)))
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(steps, [f"{s:,}" for s in steps])
+        ax.minorticks_off()
+        ax.set_ylabel(axis_label(metric))
+    for ax in axes[-1]:
+        ax.set_xlabel(axis_label("step"))
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(3, len(names)), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0))
+    fig.suptitle(title or "Measurements against the budget: seeds (light), their mean (bold)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(names) - 1) // 3), 1, 1))
+    return fig
