@@ -8,6 +8,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from matplotlib.collections import LineCollection, QuadMesh
 from matplotlib.figure import Figure
 
@@ -198,3 +199,30 @@ def test_a_figure_needs_a_caption_and_alt_text(tmp_path, caption, alt):
     with pytest.raises(TypeError):
         show(plots.kl_per_dim({"VMI": [0.1]}), "kl")  # both are required keyword arguments
     matplotlib.pyplot.close("all")
+
+
+def test_learning_curves_draw_each_seed_and_the_mean_on_a_doubling_budget_axis(tmp_path):
+    rows = [{"variant": v, "seed": s, "step": b, "hungarian": 0.2 + 0.1 * i + 0.01 * s + 0.02 * j, "codes_used": 10,
+             "mi_categorical": 1.0, "recon_mse": 0.06}
+            for i, v in enumerate(("baseline", "true-bound")) for s in range(3) for j, b in enumerate((500, 1000, 2000, 4000))]
+    fig = plots.learning_curves(pd.DataFrame(rows))
+    first = fig.axes[0]
+    bottom = fig.axes[2]  # the panels share the budget axis, labelled on the bottom row
+    assert len(fig.axes) == 4 and first.get_xscale() == "log" and [t.get_text() for t in bottom.get_xticklabels()] == ["500", "1,000", "2,000", "4,000"]
+    assert len(first.lines) == 2 * (3 + 1)  # per variant: a line per seed and the mean
+    mean = first.lines[3]  # baseline's mean, drawn after its three seeds
+    assert np.allclose(mean.get_ydata(), [0.21, 0.23, 0.25, 0.27])
+    _check(fig, tmp_path)
+
+
+def test_digit_rows_put_the_code_matched_to_digit_d_in_row_d():
+    per, k = 2, 10
+    grid = torch.stack([torch.full((1, 4, 4), code / 10.0) for code in range(k) for _ in range(per)])  # row k: value k/10
+    labels = np.repeat(np.arange(k), 20)
+    clusters = (labels + 3) % k  # digit d is coded as d + 3
+    fig = plots.digit_rows(grid, clusters, labels, per)
+    names = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert names[0] == "0 (code 3, 100%)" and names[9] == "9 (code 2, 100%)"
+    mosaic = fig.axes[0].images[0].get_array()
+    assert mosaic[1 + 2, 1 + 2] == pytest.approx((3 / 10.0 + 1) / 2, abs=1e-6)  # row 0 shows code 3 (as [0, 1] grey)
+    _check(fig)

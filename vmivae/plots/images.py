@@ -118,3 +118,19 @@ def category_rows(vae: VAE, n_per_category: int = 10, seed: int = 0, title: str 
     zz = z.repeat(k, 1)
     cc = torch.eye(k, device=device).repeat_interleave(n_per_category, 0)
     return image_grid(vae.decode(vae.latent.join(zz, cc)), ncol=n_per_category, row_labels=[str(i) for i in range(k)], title=title)
+
+
+def digit_rows(grid: torch.Tensor, clusters, labels, per_category: int, title: str = "row d: the code matched to digit d") -> Figure:
+    """A category grid (``grid``: category ``k``'s ``per_category`` images in row ``k``, as :func:`category_rows`
+    decodes it) with its rows reordered so that row ``d`` is the code that Hungarian matching pairs with label
+    ``d`` on (``clusters``, ``labels``); a code that takes the digit shows digit ``d`` across row ``d``."""
+    from scipy.optimize import linear_sum_assignment
+
+    from ..measure.metrics import contingency
+
+    table = contingency(clusters, labels)
+    codes, digits = linear_sum_assignment(-table)
+    order = [int(codes[digits == d][0]) for d in sorted(digits)]
+    rows = torch.cat([grid[k * per_category:(k + 1) * per_category] for k in order])
+    names = [f"{d} (code {k}, {table[k, d] / max(table[k].sum(), 1):.0%})" for d, k in zip(sorted(digits), order)]
+    return image_grid(rows, ncol=per_category, row_labels=names, title=title)

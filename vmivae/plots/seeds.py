@@ -166,7 +166,9 @@ def learning_curves(frame: pd.DataFrame, metrics: Sequence[str] = ("hungarian", 
         ax.set_xscale("log", base=2)
         ax.set_xticks(steps, [f"{s:,}" for s in steps])
         ax.minorticks_off()
-        ax.set_ylabel(axis_label(metric))
+        ax.set_title(axis_label(metric), fontsize=9)  # a title, not a y label: long labels would reach the next panel
+        if metric == "codes_used":
+            ax.set_ylim(0, frame[metric].max() + 0.5)
     for ax in axes[-1]:
         ax.set_xlabel(axis_label("step"))
     handles, names = axes.flat[0].get_legend_handles_labels()
