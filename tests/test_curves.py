@@ -26,7 +26,7 @@ def _same_weights(a, b) -> bool:
 
 
 @pytest.mark.slow
-def test_a_chain_of_stages_is_the_run_a_straight_budget_trains_and_is_measured_once(tmp_path):
+def test_a_chain_of_stages_is_the_run_a_straight_budget_trains_is_measured_once_and_is_repaired_or_refused(tmp_path):
     frame = run_curves(TINY, tmp_path / "runs", tmp_path / "res", workers=1, command="pytest")
     assert list(frame["step"]) == [4, 8] and frame["hungarian"].between(0, 1).all() and frame["codes_used"].between(1, 10).all()
     assert frame["mi_categorical"].notna().all() and frame["recon_mse"].gt(0).all()
@@ -52,11 +52,10 @@ def test_a_chain_of_stages_is_the_run_a_straight_budget_trains_and_is_measured_o
     with torch.no_grad():
         decoded = chained.vae.decode(chained.vae.latent.join(z, third))
     assert (record["grid"][24:32] - decoded).abs().max() <= 1 / 127.5 + 1e-6  # 8-bit rounding only
+    _a_lost_record_is_remade_and_a_run_past_a_missing_stage_says_how_to_retrain_it(tmp_path)
 
 
-@pytest.mark.slow
-def test_a_lost_record_is_remade_from_the_run_and_a_run_past_a_missing_stage_says_how_to_retrain_it(tmp_path):
-    run_curves(TINY, tmp_path / "runs", tmp_path / "res", workers=1)
+def _a_lost_record_is_remade_and_a_run_past_a_missing_stage_says_how_to_retrain_it(tmp_path):
     record = final_file(tmp_path / "res", "mnist-5k", "tb", 0)
     first = read_final(tmp_path / "res", "mnist-5k", "tb", 0)
     record.unlink()
