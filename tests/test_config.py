@@ -61,7 +61,7 @@ def test_layers_override_in_order():
 def test_unknown_names_list_the_valid_choices():
     with pytest.raises(ConfigError, match=r"unknown preset 'paper-jont' \(did you mean 'paper-joint'\?\); valid: .*paper-gaussian"):
         make_config("paper-jont")
-    with pytest.raises(ConfigError, match="unknown profile 'fast'.*valid: full, quick, smoke"):
+    with pytest.raises(ConfigError, match="unknown profile 'fast'.*valid: full, medium, quick, smoke"):
         make_config("paper-joint", "fast")
     with pytest.raises(ConfigError, match=r"unknown config key 'lamda_cat' \(did you mean 'lambda_cat'\?\).*batch_size"):
         make_config("paper-joint", overrides={"lamda_cat": 1})

@@ -6,8 +6,8 @@ Every schedule (temperature, capacities) is a function of the step, not of the r
 bit-identical to an uninterrupted run, so the run measured at stage ``b`` is exactly the run a budget of ``b``
 steps under the same profile trains: one chain of runs costs its longest stage, not the sum of its stages.
 
-Each measured stage is written at once to ``<results>/stages/<variant>-<dataset>-s<seed>-<step>.json`` and is
-never recomputed; :func:`run_curves` then writes ``curves.csv`` (one row per run and stage) and ``meta.json``.
+Each measured stage is written at once to a file of its own in ``<results>/stages/``, named by variant,
+dataset, seed and step, and is never recomputed; :func:`run_curves` then writes ``curves.csv`` (one row per run and stage) and ``meta.json``.
 A study stopped at any point continues where it stopped, and the stage files can be committed as they come.
 """
 
@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError
+from ..perf.device import hardware_name
 from ..runs.files import write_bytes, write_json
 from ..runs.folder import RunFolder
 from ..runs.run_cache import RunSpec
@@ -157,8 +158,6 @@ def run_curves(study, runs_dir: str | os.PathLike = "runs", results_dir: str | o
                datasets: list[str] | None = None, seeds: list[int] | None = None, workers: int = 2, device: str = "auto",
                command: str | None = None) -> pd.DataFrame:
     """Every chain of a curve study (one process per chain, ``workers`` at a time), then ``curves.csv`` and ``meta.json``."""
-    from .study import _hardware
-
     stages = tuple(sorted(study.stages))
     started = time.perf_counter()
     grid = study.specs(datasets, seeds)
@@ -172,7 +171,7 @@ def run_curves(study, runs_dir: str | os.PathLike = "runs", results_dir: str | o
     out = Path(results_dir)
     write_bytes(out / "curves.csv", frame.to_csv(index=False, float_format="%.6g").encode())
     write_json(out / "meta.json", {
-        "study": study.name, "profile": study.profile, "stages": list(stages), "estimator": study.estimator, "hardware": _hardware(),
+        "study": study.name, "profile": study.profile, "stages": list(stages), "estimator": study.estimator, "hardware": hardware_name(),
         "date": time.strftime("%Y-%m-%d"), "command": command or f"vmivae study --name {study.name}",
         "wall_seconds_this_call": round(time.perf_counter() - started, 1), "runs": len(grid),
         "torch": torch.__version__, "python": sys.version.split()[0],

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import pandas as pd
 import yaml
 
 from ..errors import ConfigError, unknown_name
+from ..perf.device import hardware_name
 from ..runs.files import write_bytes, write_json
 from ..runs.run import load_run
 from ..runs.run_cache import RunFailed, RunSpec, ensure
@@ -111,13 +111,6 @@ def load_study(name: str = "joint-objectives") -> Study:
     return study
 
 
-def _hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
-
 
 def run_study(study: Study, runs_dir: str | os.PathLike = "runs", results_dir: str | os.PathLike = "results/study", *,
               datasets: list[str] | None = None, seeds: list[int] | None = None, workers: int = 2, device: str = "auto",
@@ -143,7 +136,7 @@ def run_study(study: Study, runs_dir: str | os.PathLike = "runs", results_dir: s
         curves.append(pd.DataFrame({"dataset": dataset, "variant": variant, "seed": seed, "step": h["step"],
                                     "codes_used": h["codes_used"], "h_cat": h["h_cat"]}))
     frame = pd.DataFrame(rows)
-    meta = {"study": study.name, "profile": study.profile, "estimator": study.estimator, "hardware": _hardware(), "date": time.strftime("%Y-%m-%d"),
+    meta = {"study": study.name, "profile": study.profile, "estimator": study.estimator, "hardware": hardware_name(), "date": time.strftime("%Y-%m-%d"),
             "command": command or "vmivae study", "wall_seconds_this_call": round(time.perf_counter() - started, 1),
             "train_seconds_sum": round(float(frame["train_seconds"].sum()), 1), "runs": len(frame),
             "torch": __import__("torch").__version__, "python": sys.version.split()[0],

@@ -128,3 +128,12 @@ def use_all_cores() -> int:
     n = available_cores()
     torch.set_num_threads(n)
     return n
+
+
+def hardware_name() -> str:
+    """What a result was measured on, in words: the GPU's name, or the CPU's core count and architecture."""
+    import platform
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({os.cpu_count()} cores, {platform.processor() or platform.machine()})"
