@@ -503,7 +503,7 @@ assert clean["kl-cont-x4"] > clean["true-bound"], "text: more rows of one digit"
 assert majority["kl-cont-x4"] < 10, "text: some digits share categories"
 nb.glue(**{f"ch5_c_clean_{v.split('-')[0]}": n for v, n in clean.items()})
 nb.glue(ch5_c_majority_kl=majority["kl-cont-x4"])
-print(f"rows >= 90% one digit: {clean}; digits that lead a category: {majority}")
+print(f"rows >= 90% one digit: {clean}\ndigits that lead a category: {majority}")
 
 # %% [markdown]
 # With the paper's KL weight the Gaussian codes, shared by each column, set the digit, and the rows mostly
