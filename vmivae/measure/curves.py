@@ -135,7 +135,6 @@ def run_chain(spec: RunSpec, stages: tuple[int, ...], runs_dir: str, results_dir
               f"MSE {row['recon_mse']:.4f}, MI(code) {row['mi_categorical']:.3f} nats ({row['stage_seconds']:.0f} s)", file=sys.stderr, flush=True)
     record = final_file(results_dir, dataset, variant, seed)
     if not record.is_file():  # a chain measured before the record existed: its run is at the last stage
-        from ..datasets import load
         from ..runs.run import load_run
 
         if _step_of(folder) != stages[-1]:
