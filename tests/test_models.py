@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from vmivae.latents import LatentSpec
+from vmivae.latents import LatentSpec, sample_prior
 from vmivae.models import VAE, QNetwork, plan_trunk
 from vmivae.perf.fast_layers import FewChannelConvTranspose2d, WholeMapConv2d, use_matmul_layers
 
@@ -159,3 +159,18 @@ def test_the_config_selects_the_layers_a_run_trains_with():
     assert type(runs[True].q.net[-2]) is WholeMapConv2d and type(runs[False].q.net[-2]) is nn.Conv2d
     assert type(runs[True].vae.decoder.deconv[-1]) is FewChannelConvTranspose2d
     np.testing.assert_allclose(runs[True].history_rows(), runs[False].history_rows(), rtol=1e-4, atol=1e-6)
+
+
+def test_category_grid_blocks_differ_by_the_code_alone():
+    torch.manual_seed(0)
+    vae = VAE((1, 28, 28), LatentSpec(6, 4)).eval()
+    grid = vae.category_grid(3, seed=5)
+    assert grid.shape == (12, 1, 28, 28)
+    z, _ = sample_prior(vae.latent, 3, "cpu", torch.Generator().manual_seed(5))
+    for k in range(4):
+        code = torch.nn.functional.one_hot(torch.full((3,), k), 4).float()
+        torch.testing.assert_close(grid[3 * k:3 * k + 3], vae.decode(vae.latent.join(z, code)))
+    assert not torch.equal(grid[:3], grid[3:6])  # another code, another image from the same Gaussian codes
+    torch.testing.assert_close(vae.category_grid(3, seed=5), grid)  # the seed fixes the Gaussian codes
+    with pytest.raises(ValueError, match="no categorical code"):
+        VAE((1, 28, 28), LatentSpec(6)).category_grid(3)

@@ -206,6 +206,18 @@ class VAE(nn.Module):
         """Deterministic reconstruction from the evaluation codes."""
         return self.decode(self.latent.join(*self.deterministic_codes(x)))
 
+    @torch.no_grad()
+    def category_grid(self, per_category: int, seed: int = 0) -> torch.Tensor:
+        """Images ``[K * per_category, C, H, W]``: block ``k`` decodes category ``k`` with the same ``per_category``
+        Gaussian codes (drawn from the prior with ``seed``) as every other block, so blocks differ by the code alone."""
+        k = self.latent.categorical
+        if not k:
+            raise ValueError("this model has no categorical code")
+        device = next(self.parameters()).device
+        z, _ = sample_prior(self.latent, per_category, device, torch.Generator().manual_seed(seed))
+        codes = torch.eye(k, device=device).repeat_interleave(per_category, 0)
+        return self.decode(self.latent.join(z.repeat(k, 1), codes))
+
 
 class QOutput(NamedTuple):
     """Q's guess of the code behind an image: ``logits [B, K]`` and Gaussian ``mean, log_std [B, M]``."""

@@ -27,7 +27,6 @@ import pandas as pd
 import torch
 
 from ..errors import ConfigError
-from ..perf.device import hardware_name
 from ..runs.files import write_bytes, write_json
 from ..runs.folder import RunFolder
 from ..runs.run_cache import RunSpec
@@ -44,24 +43,17 @@ def final_file(results_dir: str | os.PathLike, dataset: str, variant: str, seed:
 
 
 @torch.no_grad()
-def write_final(run, test, out: Path, per_category: int = 8) -> None:
-    """What a figure of the longest stage needs, kept as data: the code of every test image with its label (a
-    confusion table) and a category grid (row k decodes category k with the same 8 Gaussian codes in every row,
-    as ``vmivae.plots.category_rows``), as 8-bit images."""
-    from ..latents import sample_prior
-    from .evaluation import encode_dataset
-
+def write_final(run, test, out: Path, clusters: np.ndarray, per_category: int = 8) -> None:
+    """What a figure of the longest stage needs, kept as data: the code of every test image (``clusters``, as
+    measured) with its label (a confusion table) and the category grid of ``VAE.category_grid`` (row k decodes
+    category k with the same Gaussian codes in every row), as 8-bit images."""
     run.vae.eval()
-    latent, device = run.vae.latent, next(run.vae.parameters()).device
-    z, _ = sample_prior(latent, per_category, device, torch.Generator().manual_seed(0))
-    k = latent.categorical
-    codes = torch.eye(k, device=device).repeat_interleave(per_category, 0)
-    images = run.vae.decode(latent.join(z.repeat(k, 1), codes)).float().cpu()
+    images = run.vae.category_grid(per_category).float().cpu()
     grid = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, clusters=encode_dataset(run, test)["cluster"].astype(np.uint8),
-                        labels=test.labels.numpy().astype(np.uint8), grid=grid, per_category=per_category)
+    np.savez_compressed(buffer, clusters=np.asarray(clusters).astype(np.uint8), labels=test.labels.numpy().astype(np.uint8),
+                        grid=grid, per_category=per_category)
     write_bytes(out, buffer.getvalue())
 
 
@@ -76,22 +68,29 @@ def read_final(results_dir: str | os.PathLike, dataset: str, variant: str, seed:
                 "grid": torch.from_numpy(f["grid"].astype(np.float32) / 127.5 - 1.0)}
 
 
-def measure_stage(run, test, settings: str) -> dict[str, Any]:
-    """What a learning curve tracks, on the test split: the code's clustering of the digits, the codes in use,
-    reconstruction, the KL of each part, and the MI bound of every component on the generation path (exact H(c))."""
+def code_measures(run, test) -> tuple[dict[str, Any], np.ndarray]:
+    """The code's clustering of the digits on the test split, the codes in use, reconstruction and the KL of each
+    part (one pass of the encoder); with the code of every test image."""
     from . import metrics
     from .evaluation import encode_dataset
-    from .mi import estimate_mi
 
     codes = encode_dataset(run, test)
     clusters, labels = codes["cluster"], test.labels.numpy()
     kl = codes["kl"].mean(0)
     accuracy = metrics.cluster_accuracy(clusters, labels)
-    mi = estimate_mi(run, path="generation", eval_data=test, settings=settings).components
     return {"hungarian": accuracy["hungarian"], "majority": accuracy["majority"], "nmi": metrics.nmi(clusters, labels),
             "codes_used": metrics.codes_used(clusters, run.vae.latent.categorical), "recon_mse": float(codes["mse"].mean()),
-            "kl_cont": float(kl.sum()), "active_dims": int((kl > 0.01).sum()), "kl_cat": float(codes["kl_cat"].mean()),
-            "mi_categorical": mi["categorical"].nats, "mi_z0": mi["z0"].nats, "mi_z1": mi["z1"].nats}
+            "kl_cont": float(kl.sum()), "active_dims": int((kl > 0.01).sum()), "kl_cat": float(codes["kl_cat"].mean())}, clusters
+
+
+def measure_stage(run, test, settings: str) -> tuple[dict[str, Any], np.ndarray]:
+    """What a learning curve tracks: :func:`code_measures` and the MI bound of every component on the generation
+    path (exact H(c)); with the code of every test image, for the last stage's record."""
+    from .mi import estimate_mi
+
+    measured, clusters = code_measures(run, test)
+    mi = estimate_mi(run, path="generation", eval_data=test, settings=settings).components
+    return {**measured, "mi_categorical": mi["categorical"].nats, "mi_z0": mi["z0"].nats, "mi_z1": mi["z1"].nats}, clusters
 
 
 def run_chain(spec: RunSpec, stages: tuple[int, ...], runs_dir: str, results_dir: str, keys: tuple[str, str, int],
@@ -123,12 +122,13 @@ def run_chain(spec: RunSpec, stages: tuple[int, ...], runs_dir: str, results_dir
         else:
             run = resume(folder.path, steps=step, progress=False, threads=threads or None)
         test = test if test is not None else load(final.dataset, "test", final.data_root)
-        row = {"dataset": dataset, "variant": variant, "seed": seed, "step": step, **measure_stage(run, test, settings),
+        measured, clusters = measure_stage(run, test, settings)
+        row = {"dataset": dataset, "variant": variant, "seed": seed, "step": step, **measured,
                "train_seconds": run.metrics.get("seconds"), "stage_seconds": round(time.perf_counter() - started, 1),
                "threads": threads, "config_hash": final.hash(), "finished": time.strftime("%Y-%m-%d %H:%M")}
         out.parent.mkdir(parents=True, exist_ok=True)
         if step == stages[-1]:
-            write_final(run, test, final_file(results_dir, dataset, variant, seed))
+            write_final(run, test, final_file(results_dir, dataset, variant, seed), clusters)
         write_json(out, row)  # last: a stage with its file is complete
         rows.append(row)
         print(f"curve {variant} {dataset} s{seed} at {step} steps: Hungarian {row['hungarian']:.3f}, {row['codes_used']} codes, "
@@ -142,7 +142,10 @@ def run_chain(spec: RunSpec, stages: tuple[int, ...], runs_dir: str, results_dir
                               "remove this chain's stage files "
                               f"({stage_file(results_dir, dataset, variant, seed, stages[-1]).parent}/{variant}-{dataset}-s{seed}-*.json) "
                               "to retrain it")
-        write_final(load_run(folder.path, device=device), load(final.dataset, "test", final.data_root), record)
+        from .evaluation import encode_dataset
+
+        run, test = load_run(folder.path, device=device), load(final.dataset, "test", final.data_root)
+        write_final(run, test, record, encode_dataset(run, test)["cluster"])
     return rows
 
 
@@ -169,13 +172,7 @@ def run_curves(study, runs_dir: str | os.PathLike = "runs", results_dir: str | o
     frame = pd.DataFrame([row for chain in chains for row in chain])
     out = Path(results_dir)
     write_bytes(out / "curves.csv", frame.to_csv(index=False, float_format="%.6g").encode())
-    write_json(out / "meta.json", {
-        "study": study.name, "profile": study.profile, "stages": list(stages), "estimator": study.estimator, "hardware": hardware_name(),
-        "date": time.strftime("%Y-%m-%d"), "command": command or f"vmivae study --name {study.name}",
-        "wall_seconds_this_call": round(time.perf_counter() - started, 1), "runs": len(grid),
-        "torch": torch.__version__, "python": sys.version.split()[0],
-        "variants": {v.name: {"preset": v.preset, "overrides": v.overrides, "label": v.label} for v in study.variants},
-        "datasets": study.datasets})
+    write_json(out / "meta.json", study.meta(command or f"vmivae study --name {study.name}", started, stages=list(stages), runs=len(grid)))
     return frame
 
 

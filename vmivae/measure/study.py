@@ -92,6 +92,15 @@ class Study:
                     out.append((dataset, v.name, seed, RunSpec(v.preset, self.profile, overrides, name=f"{self.name}-{v.name}-{dataset}-s{seed}")))
         return out
 
+    def meta(self, command: str, started: float, **extra: Any) -> dict[str, Any]:
+        """A result folder's ``meta.json``: the study, the machine and the call that wrote it (``started``:
+        its ``time.perf_counter()``), and ``extra``."""
+        return {"study": self.name, "profile": self.profile, "estimator": self.estimator, "hardware": hardware_name(),
+                "date": time.strftime("%Y-%m-%d"), "command": command, "wall_seconds_this_call": round(time.perf_counter() - started, 1),
+                **extra, "torch": __import__("torch").__version__, "python": sys.version.split()[0],
+                "variants": {v.name: {"preset": v.preset, "overrides": v.overrides, "label": v.label} for v in self.variants},
+                "datasets": self.datasets}
+
 
 def list_studies() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("vmivae.measure").joinpath("studies").iterdir() if p.name.endswith(".yaml"))
@@ -136,12 +145,7 @@ def run_study(study: Study, runs_dir: str | os.PathLike = "runs", results_dir: s
         curves.append(pd.DataFrame({"dataset": dataset, "variant": variant, "seed": seed, "step": h["step"],
                                     "codes_used": h["codes_used"], "h_cat": h["h_cat"]}))
     frame = pd.DataFrame(rows)
-    meta = {"study": study.name, "profile": study.profile, "estimator": study.estimator, "hardware": hardware_name(), "date": time.strftime("%Y-%m-%d"),
-            "command": command or "vmivae study", "wall_seconds_this_call": round(time.perf_counter() - started, 1),
-            "train_seconds_sum": round(float(frame["train_seconds"].sum()), 1), "runs": len(frame),
-            "torch": __import__("torch").__version__, "python": sys.version.split()[0],
-            "variants": {v.name: {"preset": v.preset, "overrides": v.overrides, "label": v.label} for v in study.variants},
-            "datasets": study.datasets}
+    meta = study.meta(command or "vmivae study", started, train_seconds_sum=round(float(frame["train_seconds"].sum()), 1), runs=len(frame))
     out = Path(results_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes(out / "runs.csv", frame.to_csv(index=False, float_format="%.6g").encode())

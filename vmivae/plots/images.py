@@ -111,13 +111,7 @@ def category_rows(vae: VAE, n_per_category: int = 10, seed: int = 0, title: str 
     """Category-by-row generations: row ``k`` decodes category ``k`` with the same Gaussian codes in every row."""
     vae.eval()
     k = vae.latent.categorical
-    if not k:
-        raise ValueError("this model has no categorical code")
-    device = next(vae.parameters()).device
-    z, _ = _base_codes(vae.latent, n_per_category, seed, device)
-    zz = z.repeat(k, 1)
-    cc = torch.eye(k, device=device).repeat_interleave(n_per_category, 0)
-    return image_grid(vae.decode(vae.latent.join(zz, cc)), ncol=n_per_category, row_labels=[str(i) for i in range(k)], title=title)
+    return image_grid(vae.category_grid(n_per_category, seed), ncol=n_per_category, row_labels=[str(i) for i in range(k or 0)], title=title)
 
 
 def digit_rows(grid: torch.Tensor, clusters, labels, per_category: int, title: str = "row d: the code matched to digit d") -> Figure:
