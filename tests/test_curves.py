@@ -83,6 +83,14 @@ def test_the_shipped_curve_study_is_one_budget_measured_at_its_stages():
     configs = {name: spec.config for _, name, _, spec in study.specs(seeds=[0])}
     assert configs["baseline"].lambda_cat == 0 and configs["true-bound"].entropy_weight > 0
     assert configs["kl-cont-x4"].kl_weight_cont == pytest.approx(4 * configs["true-bound"].kl_weight)
+    # JointVAE's loss on its own scale: the MI weights keep the paper's ratio to the KL weight, the capacities
+    # reach their end (log 10 for the code, the most a 10-way code can carry) at half the budget
+    cap, tb = configs["jointvae-cap"], configs["true-bound"]
+    assert cap.recon_loss == "bernoulli" and cap.capacity_cont_gamma == cap.capacity_cat_gamma == 30
+    assert cap.lambda_cat / cap.kl_weight == pytest.approx(tb.lambda_cat / tb.kl_weight)
+    assert cap.lambda_cont / cap.kl_weight == pytest.approx(tb.lambda_cont / tb.kl_weight)
+    assert cap.capacity_cat_end == pytest.approx(math.log(10), abs=1e-6) and cap.capacity_cont_end == 5
+    assert cap.capacity_cont_steps == cap.capacity_cat_steps == cap.steps // 2 and cap.entropy_weight == cap.lambda_cat
     medium = configs["true-bound"]
     assert medium.steps == 4000 and medium.dataset == "mnist"
     # the temperature reaches its floor at the paper's fraction of training (53%), as in the quick and study profiles
