@@ -29,6 +29,8 @@ from vmivae.measure.curves import measure_stage, stage_file  # noqa: E402
 from vmivae.measure.study import load_study  # noqa: E402
 from vmivae.perf.device import hardware_name  # noqa: E402
 from vmivae.runs.files import write_json  # noqa: E402
+from vmivae.runs.folder import RunFolder  # noqa: E402
+from vmivae.runs.run import load_run  # noqa: E402
 from vmivae.training import resume  # noqa: E402
 
 
@@ -64,12 +66,17 @@ def main() -> int:
         if path.is_file():
             continue
         started = time.perf_counter()
-        run = resume(copy, steps=step, progress=False, threads=1)
+        at = int(RunFolder(copy).load_checkpoint()["step"])
+        if at > step:
+            raise SystemExit(f"{copy} is already at step {at}, past {step}; remove it to extend the run again")
+        # a stop after training and before its file leaves the run at this step: measure it as it is
+        run = load_run(copy) if at == step else resume(copy, steps=step, progress=False, threads=1)
         measured, _ = measure_stage(run, test, study.estimator)
         row = {"dataset": args.dataset, "variant": args.variant, "seed": args.seed, "step": step, **measured,
                "train_seconds": run.metrics.get("seconds"), "stage_seconds": round(time.perf_counter() - started, 1), "threads": 1,
                "config_hash": final.hash(), "resumed_from": last, "hardware": hardware_name(), "finished": time.strftime("%Y-%m-%d %H:%M"),
                "command": "scripts/extend_chain.py " + " ".join(sys.argv[1:])}
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, row)
         print(json.dumps({k: row[k] for k in ("step", "hungarian", "codes_used", "recon_mse", "mi_categorical", "stage_seconds")}), flush=True)
     return 0
