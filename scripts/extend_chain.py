@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from vmivae.datasets import load  # noqa: E402
 from vmivae.errors import ConfigError  # noqa: E402
-from vmivae.measure.curves import measure_stage, stage_file  # noqa: E402
+from vmivae.measure.curves import chain_folder, measure_stage, stage_file  # noqa: E402
 from vmivae.measure.study import load_study  # noqa: E402
 from vmivae.perf.device import hardware_name  # noqa: E402
 from vmivae.runs.files import write_json  # noqa: E402
@@ -53,7 +53,7 @@ def main() -> int:
         raise SystemExit(f"the study has no variant {args.variant!r}; it has {', '.join(v.name for v in study.variants)}")
     spec = specs[args.variant, args.seed]
     final = spec.config.replace(steps=last)
-    source = Path(args.runs_dir) / f"{spec.name}-{final.hash()}"
+    source = chain_folder(spec, last, args.runs_dir)
     if not (source / "checkpoint.pt").is_file():
         raise SystemExit(f"{source} holds no run; run the study first: vmivae study --name {args.study} --runs-dir {args.runs_dir}")
     copy = Path(args.runs_dir) / "extended" / source.name

@@ -42,6 +42,11 @@ def final_file(results_dir: str | os.PathLike, dataset: str, variant: str, seed:
     return Path(results_dir) / "final" / f"{variant}-{dataset}-s{seed}.npz"
 
 
+def chain_folder(spec: RunSpec, last_stage: int, runs_dir: str | os.PathLike) -> Path:
+    """The folder of one chain's run: named by the run and the hash of its config at the chain's last stage."""
+    return Path(runs_dir) / f"{spec.name}-{spec.config.replace(steps=last_stage).hash()}"
+
+
 @torch.no_grad()
 def write_final(run, test, out: Path, clusters: np.ndarray, per_category: int = 8) -> None:
     """What a figure of the longest stage needs, kept as data: the code of every test image (``clusters``, as
@@ -103,7 +108,7 @@ def run_chain(spec: RunSpec, stages: tuple[int, ...], runs_dir: str, results_dir
         torch.set_num_threads(threads)
     dataset, variant, seed = keys
     final = spec.config.replace(steps=stages[-1], device=device)  # the device is not part of the config's hash
-    folder = RunFolder(Path(runs_dir) / f"{spec.name}-{final.hash()}")
+    folder = RunFolder(chain_folder(spec, stages[-1], runs_dir))
     test = None
     rows = []
     for step in stages:
